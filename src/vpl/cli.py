@@ -1,0 +1,275 @@
+"""The `vpl` command line: thin commands over the library.
+
+    vpl data pets|personas|maze|check ...   generate or validate preference data
+    vpl train --data FILE --model M --out RUN_DIR
+    vpl evaluate --run RUN_DIR --data FILE --context-size K [--json]
+    vpl demo                                 Pets end to end: BTL vs VPL
+    vpl bench --suite SUITE --out DIR
+    vpl control run ...                      personalized policies in a maze
+    vpl active --run RUN_DIR --data FILE ... active query selection for new users
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vpl.data.io import FieldMap
+from vpl.data.schema import DataError
+
+
+def _add_fields(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("field names in the data")
+    g.add_argument("--user-field", default="user_id", help="field holding the user id")
+    g.add_argument("--prompt-field", default="prompt",
+                   help="field holding the prompt ('' if the data has none)")
+    g.add_argument("--chosen-field", default="chosen", help="field of the preferred response")
+    g.add_argument("--rejected-field", default="rejected", help="field of the other response")
+    g.add_argument("--on-error", choices=("abort", "skip"), default="abort",
+                   help="abort at the first bad row (default) or skip and count bad rows")
+
+
+def _fields(args: argparse.Namespace) -> FieldMap:
+    return FieldMap(user=args.user_field, prompt=args.prompt_field or None,
+                    chosen=args.chosen_field, rejected=args.rejected_field)
+
+
+def _fields_given(args: argparse.Namespace) -> bool:
+    return (args.user_field, args.prompt_field, args.chosen_field, args.rejected_field) != (
+        "user_id", "prompt", "chosen", "rejected")
+
+
+def _write_split(out: str, train: list[dict], test: list[dict]) -> None:
+    from vpl.data.io import write_jsonl
+
+    n_tr = write_jsonl(Path(out) / "train.jsonl", train)
+    n_te = write_jsonl(Path(out) / "test.jsonl", test)
+    users = len({r["user_id"] for r in train}), len({r["user_id"] for r in test})
+    print(f"wrote {out}/train.jsonl ({n_tr} pairs, {users[0]} users) and "
+          f"{out}/test.jsonl ({n_te} pairs, {users[1]} unseen users)")
+
+
+def cmd_data_pets(args: argparse.Namespace) -> int:
+    from vpl.data.pets import generate_pets
+
+    _write_split(args.out, *generate_pets(args.variant, seed=args.seed))
+    return 0
+
+
+def cmd_data_personas(args: argparse.Namespace) -> int:
+    from vpl.data.personas import generate_personas
+
+    _write_split(args.out, *generate_personas(args.users, seed=args.seed))
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from vpl.data.io import load_records
+
+    records, report = load_records(args.data, _fields(args), on_error=args.on_error)
+    per_user = Counter(r.user_id for r in records)
+    counts = sorted(per_user.values())
+    print(f"{report.kept} valid comparisons from {len(per_user)} users "
+          f"({report.skipped} skipped of {report.rows} rows)")
+    print(f"pairs per user: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
+    for reason, n in report.reasons.most_common():
+        print(f"  skipped {n}: {reason}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from vpl.train import TrainConfig
+
+    kw = {"context_size": args.context_size, "seed": args.seed}
+    if args.epochs is not None:
+        kw["epochs"] = args.epochs
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    return TrainConfig(**kw)
+
+
+def _model_options(pairs: list[str]) -> dict:
+    opts = {}
+    for item in pairs:
+        if "=" not in item:
+            raise SystemExit(f"--option expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    return opts
+
+
+def _fmt(x: float | None) -> str:
+    return "  -  " if x is None or x != x else f"{x:.3f}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vpl.pipeline import train_run
+
+    m = train_run(args.data, args.model, args.out, train_config=_train_config(args),
+                  model_options=_model_options(args.option), fields=_fields(args),
+                  test_users=args.test_users, heldout_pairs=args.heldout_pairs,
+                  on_error=args.on_error, embed_model=args.embed_model,
+                  progress=not args.quiet)
+    print(f"{args.model}: K={m['context_size']}  seen-users held-out accuracy "
+          f"{_fmt(m.get('accuracy_seen_users'))}  unseen-users accuracy "
+          f"{_fmt(m.get('accuracy_unseen_users'))}  ({m['train_seconds']:.1f}s training)")
+    if "latent" in m:
+        d = m["latent"]
+        print(f"latent: {d['active_units']}/{d['latent_dim']} active units, between-user std "
+              f"{d['between_user_std']:.3f} vs within-user {d['within_user_std']:.3f}")
+    print(f"run saved to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vpl.checkpoint import load_model
+    from vpl.evaluate import evaluate_pairs
+    from vpl.pipeline import load_pairs
+
+    model = load_model(args.run)
+    data = load_pairs(args.data, args.run, fields=_fields(args) if _fields_given(args) else None,
+                      on_error=args.on_error, progress=not args.json)
+    scores = evaluate_pairs(model, data, context_size=args.context_size, seed=args.seed)
+    summary = {"model": model.name, "context_size": args.context_size, **scores.summary()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{model.name} on {args.data}, K={args.context_size}: accuracy {summary['accuracy']:.4f}"
+          f" (item-disjoint {_fmt(summary['accuracy_item_disjoint'])}) over "
+          f"{summary['n_pairs']} pairs of {summary['n_users']} users")
+    print(f"worst user {summary['worst_user_accuracy']:.3f}, NLL {summary['nll']:.3f}, "
+          f"ECE {summary['ece']:.3f}")
+    per_user = summary["per_user"]
+    shown = sorted(per_user.items(), key=lambda kv: kv[1])
+    if len(shown) > 20:
+        print(f"per user (20 worst of {len(shown)}):")
+        shown = shown[:20]
+    else:
+        print("per user:")
+    for u, a in shown:
+        print(f"  {u:<30} {a:.3f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vpl.demo import run_demo
+
+    run_demo(args.out, seed=args.seed, epochs=args.epochs)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vpl.bench import run_bench
+
+    run_bench(args.suite, args.out, seeds=args.seeds)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `vpl` command."""
+    from vpl.models import REGISTRY
+
+    p = argparse.ArgumentParser(prog="vpl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="generate or check preference data")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    pets = dsub.add_parser("pets", help="synthetic Pets data (two user types)")
+    pets.add_argument("--variant", choices=("full", "controversial"), default="full")
+    pets.add_argument("--out", required=True)
+    pets.add_argument("--seed", type=int, default=0)
+    pets.set_defaults(func=cmd_data_pets)
+    per = dsub.add_parser("personas", help="synthetic persona data (2, 4 types or continuous)")
+    per.add_argument("--users", choices=("2", "4", "continuous"), default="4")
+    per.add_argument("--out", required=True)
+    per.add_argument("--seed", type=int, default=0)
+    per.set_defaults(func=cmd_data_personas)
+    chk = dsub.add_parser("check", help="validate a data file and print its statistics")
+    chk.add_argument("--data", required=True, nargs="+")
+    _add_fields(chk)
+    chk.set_defaults(func=cmd_data_check)
+    try:
+        from vpl.control.cli import add_maze_data_parser
+    except ImportError:
+        pass
+    else:
+        add_maze_data_parser(dsub)
+
+    t = sub.add_parser("train", help="train a reward model and save a run directory")
+    t.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
+    t.add_argument("--model", default="vpl", choices=sorted(REGISTRY))
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--context-size", type=int, default=8, help="K context pairs per user")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--test-users", type=float, default=0.2, help="fraction of unseen users")
+    t.add_argument("--heldout-pairs", type=float, default=0.2,
+                   help="fraction of each seen user's pairs held out")
+    t.add_argument("--embed-model", default=None,
+                   help="sentence-transformers model path or name (default: bundled MiniLM)")
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override, e.g. --option latent_dim=8 (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_fields(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy of a trained run on a data file")
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", required=True, nargs="+")
+    e.add_argument("--context-size", type=int, default=8)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="print JSON (key `accuracy`)")
+    _add_fields(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    dm = sub.add_parser("demo", help="Pets end to end: generate, embed, train BTL and VPL")
+    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--epochs", type=int, default=None)
+    dm.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="every model on every dataset of a suite, with a report")
+    b.add_argument("--suite", default="quick")
+    b.add_argument("--out", required=True)
+    b.add_argument("--seeds", type=int, default=None)
+    b.set_defaults(func=cmd_bench)
+
+    for mod, fn in (("vpl.control.cli", "add_control_commands"),
+                    ("vpl.active.cli", "add_active_command")):
+        try:
+            adder = getattr(__import__(mod, fromlist=[fn]), fn)
+        except (ImportError, AttributeError):
+            continue
+        adder(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `vpl` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "embed_model", "unset") is None:
+        from vpl.embed import DEFAULT_MODEL
+
+        args.embed_model = DEFAULT_MODEL
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"vpl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

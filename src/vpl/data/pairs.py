@@ -1,0 +1,189 @@
+"""Embedded comparisons and batched context sampling.
+
+Text (or maze states) become item vectors once; a comparison is then a pair of item indices
+plus a user index. A *context* for a target pair of user u is a set of K other comparisons of
+u, padded to a common K and masked, so any model runs on a whole batch of users at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class PairData:
+    """Comparisons over a matrix of item vectors.
+
+    items: (N, D) item vectors; item_keys: (N,) ids that are equal iff two items show the same
+    response (used for item-disjoint evaluation); user/chosen/rejected: (P,) indices.
+    """
+
+    items: np.ndarray
+    user: np.ndarray
+    chosen: np.ndarray
+    rejected: np.ndarray
+    users: list[str]
+    item_keys: np.ndarray | None = None
+    user_types: list[str | None] | None = None
+    pair_keys: list[str] | None = None
+    _by_user: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.items = np.ascontiguousarray(self.items, dtype=np.float32)
+        for name in ("user", "chosen", "rejected"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64))
+        if self.item_keys is None:
+            self.item_keys = np.arange(len(self.items), dtype=np.int64)
+        if not (len(self.user) == len(self.chosen) == len(self.rejected)):
+            raise ValueError("user, chosen and rejected must have the same length")
+
+    @property
+    def dim(self) -> int:
+        """Item vector size D."""
+        return int(self.items.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def by_user(self) -> dict[int, np.ndarray]:
+        """Pair indices of each user index that has pairs."""
+        if self._by_user is None:
+            order = np.argsort(self.user, kind="stable")
+            uniq, starts = np.unique(self.user[order], return_index=True)
+            self._by_user = dict(zip(uniq.tolist(), np.split(order, starts[1:]), strict=True))
+        return self._by_user
+
+    def subset(self, idx: np.ndarray) -> PairData:
+        """The same items and users, restricted to the given pairs."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return PairData(
+            items=self.items, user=self.user[idx], chosen=self.chosen[idx],
+            rejected=self.rejected[idx], users=self.users, item_keys=self.item_keys,
+            user_types=self.user_types,
+            pair_keys=None if self.pair_keys is None else [self.pair_keys[i] for i in idx],
+        )
+
+    def user_type_of(self, u: int) -> str | None:
+        """The declared type of user index u, if the data has types."""
+        return None if self.user_types is None else self.user_types[u]
+
+
+@dataclass(frozen=True)
+class ContextBatch:
+    """B target groups, each with T target pairs and a context of up to K pairs of its user.
+
+    ctx_chosen, ctx_rejected: (B, K, D); ctx_mask: (B, K) True for real pairs.
+    chosen, rejected: (B, T, D); target_mask: (B, T) True for real targets; user: (B,).
+    """
+
+    ctx_chosen: torch.Tensor
+    ctx_rejected: torch.Tensor
+    ctx_mask: torch.Tensor
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    target_mask: torch.Tensor
+    user: torch.Tensor
+
+    def to(self, device: torch.device | str) -> ContextBatch:
+        """Move every tensor to a device."""
+        return ContextBatch(*(t.to(device) for t in (
+            self.ctx_chosen, self.ctx_rejected, self.ctx_mask, self.chosen, self.rejected,
+            self.target_mask, self.user)))
+
+
+def _gather(items: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    # idx: (B, M) with -1 for padding -> (B, M, D), zeros where padded
+    out = items[np.maximum(idx, 0)]
+    out[idx < 0] = 0.0
+    return torch.from_numpy(out)
+
+
+def build_batch(targets: PairData, target_idx: np.ndarray, pool: PairData,
+                ctx_idx: np.ndarray) -> ContextBatch:
+    """Tensors for target pairs `target_idx` (B, T) and context pairs `ctx_idx` (B, K) of `pool`.
+
+    Padding entries are -1 in either index array.
+    """
+    t_ok = target_idx >= 0
+    c_ok = ctx_idx >= 0
+    t_safe = np.maximum(target_idx, 0)
+    c_safe = np.maximum(ctx_idx, 0)
+    t_ch = np.where(t_ok, targets.chosen[t_safe], -1)
+    t_rj = np.where(t_ok, targets.rejected[t_safe], -1)
+    c_ch = np.where(c_ok, pool.chosen[c_safe], -1)
+    c_rj = np.where(c_ok, pool.rejected[c_safe], -1)
+    first = np.where(t_ok.any(1), t_safe[np.arange(len(t_safe)), t_ok.argmax(1)], 0)
+    return ContextBatch(
+        ctx_chosen=_gather(pool.items, c_ch),
+        ctx_rejected=_gather(pool.items, c_rj),
+        ctx_mask=torch.from_numpy(c_ok),
+        chosen=_gather(targets.items, t_ch),
+        rejected=_gather(targets.items, t_rj),
+        target_mask=torch.from_numpy(t_ok),
+        user=torch.from_numpy(targets.user[first]),
+    )
+
+
+def _pad(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0) if width is None else width
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r[:width]
+    return out
+
+
+def sample_contexts(targets: PairData, target_idx: np.ndarray, pool: PairData, k: int | np.ndarray,
+                    rng: np.random.Generator, *, same_object: bool | None = None) -> np.ndarray:
+    """For each target pair, indices of up to k other pairs of the same user in `pool`.
+
+    Users are matched by name, so `pool` may be a different split of the same users. A target
+    pair is never part of its own context when `pool` is `targets`. Returns (B, max k), -1 padded.
+    """
+    same = (pool is targets) if same_object is None else same_object
+    name_to_pool = {name: i for i, name in enumerate(pool.users)}
+    pool_by_user = pool.by_user()
+    ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(target_idx),))
+    rows = []
+    for p, kk in zip(np.asarray(target_idx).tolist(), ks.tolist(), strict=True):
+        pu = name_to_pool.get(targets.users[targets.user[p]])
+        cand = pool_by_user.get(pu, np.empty(0, dtype=np.int64)) if pu is not None else \
+            np.empty(0, dtype=np.int64)
+        if same:
+            cand = cand[cand != p]
+        take = min(int(kk), len(cand))
+        rows.append(rng.choice(cand, size=take, replace=False) if take else cand[:0])
+    return _pad(rows, int(ks.max(initial=0)))
+
+
+def training_batches(data: PairData, *, users_per_batch: int, targets_per_user: int,
+                     context_size: int, rng: np.random.Generator,
+                     variable_context: bool = True):
+    """One epoch of training batches: every pair is a target once, grouped by user.
+
+    Each group's context is drawn from the user's *other* pairs (never its targets). With
+    `variable_context`, half the groups get a context size drawn uniformly from 0..K, so the
+    model learns to work with any number of comparisons.
+    """
+    groups: list[tuple[int, np.ndarray]] = []
+    for u, idx in data.by_user().items():
+        idx = rng.permutation(idx)
+        for s in range(0, len(idx), targets_per_user):
+            groups.append((u, idx[s : s + targets_per_user]))
+    order = rng.permutation(len(groups))
+    by_user = data.by_user()
+    for s in range(0, len(order), users_per_batch):
+        chunk = [groups[i] for i in order[s : s + users_per_batch]]
+        t_idx = _pad([g[1] for g in chunk], targets_per_user)
+        ctx_rows = []
+        for u, tg in chunk:
+            k = context_size
+            if variable_context and rng.random() < 0.5:
+                k = int(rng.integers(0, context_size + 1))
+            cand = np.setdiff1d(by_user[u], tg, assume_unique=True)
+            take = min(k, len(cand))
+            ctx_rows.append(rng.choice(cand, size=take, replace=False) if take else cand[:0])
+        c_idx = _pad(ctx_rows, context_size)
+        yield build_batch(data, t_idx, data, c_idx)

@@ -1,0 +1,18 @@
+"""Text -> vectors through a frozen sentence encoder, with a disk cache."""
+
+from vpl.embed.cache import EmbeddingCache, default_cache_path
+from vpl.embed.encoder import (
+    DEFAULT_MODEL,
+    SentenceEncoder,
+    embed_comparisons,
+    split_response,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EmbeddingCache",
+    "SentenceEncoder",
+    "default_cache_path",
+    "embed_comparisons",
+    "split_response",
+]

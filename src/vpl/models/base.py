@@ -1,0 +1,113 @@
+"""The interface every reward model implements, and the name -> class registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from vpl.data.pairs import ContextBatch, PairData
+from vpl.losses import bradley_terry_nll
+
+REGISTRY: dict[str, type[RewardModel]] = {}
+
+
+def register(name: str):
+    """Class decorator adding a model to the registry under `name`."""
+
+    def deco(cls: type[RewardModel]) -> type[RewardModel]:
+        if name in REGISTRY:
+            raise ValueError(f"model name {name!r} registered twice")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """Training loss with the logits it came from and scalar diagnostics."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor  # (B, T)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Gaussian q(z | context): mean and log-variance, each (B, Z)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+
+class RewardModel(nn.Module):
+    """A reward model scoring items, optionally conditioned on a user's context.
+
+    Subclasses define a frozen-able `Config` dataclass, `logits` and, if they need more than
+    the Bradley-Terry likelihood, `loss`.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+    uses_context: ClassVar[bool] = False
+    latent_dim: int = 0
+
+    def __init__(self, input_dim: int, config: Any) -> None:
+        super().__init__()
+        self.input_dim = input_dim
+        self.config = config
+
+    def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
+        """Log-odds (B, T) that each target's chosen beats its rejected."""
+        raise NotImplementedError
+
+    def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
+        """Training loss on a batch (default: Bradley-Terry NLL over real targets)."""
+        logits = self.logits(batch, sample=True)
+        nll = bradley_terry_nll(logits, batch.target_mask)
+        return LossOutput(nll, logits, {"nll": nll.item()})
+
+    def bind(self, data: PairData) -> None:
+        """Called before batches of `data` are scored or trained on; models that need per-user
+        facts of a dataset (e.g. declared user types) read them here. Default: nothing."""
+
+    def before_epoch(self, train: PairData, rng: np.random.Generator) -> None:
+        """Called by the training loop at the start of every epoch (e.g. for an EM step)."""
+
+    def posterior(self, batch: ContextBatch) -> Posterior | None:
+        """q(z | context) for each row of the batch; None for models without a latent."""
+        return None
+
+    def config_dict(self) -> dict[str, Any]:
+        """JSON-serializable description from which `build` recreates the model."""
+        return {"model": self.name, "input_dim": self.input_dim,
+                "config": dataclasses.asdict(self.config)}
+
+    @torch.no_grad()
+    def predict(self, batch: ContextBatch) -> torch.Tensor:
+        """Deterministic log-odds (B, T) for evaluation (posterior mean for latent models)."""
+        was = self.training
+        self.eval()
+        try:
+            return self.logits(batch, sample=False)
+        finally:
+            self.train(was)
+
+
+def build(name: str, input_dim: int, **overrides: Any) -> RewardModel:
+    """Instantiate a registered model with its default config updated by `overrides`."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {sorted(unknown)}; "
+                         f"options: {sorted(fields)}")
+    return cls(input_dim, cls.Config(**overrides))

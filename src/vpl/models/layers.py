@@ -1,0 +1,73 @@
+"""Building blocks shared by every model: one MLP builder and the context encoders."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2, *, dropout: float = 0.0,
+        activation: type[nn.Module] = nn.GELU, out_bias: bool = True) -> nn.Sequential:
+    """`layers` hidden layers of width `hidden`, then a linear map to `out_dim`.
+
+    Reward heads use `out_bias=False`: preferences depend only on reward differences, so an
+    output bias would be an unidentifiable parameter that never receives a gradient.
+    """
+    mods: list[nn.Module] = []
+    d = in_dim
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), activation()]
+        if dropout > 0:
+            mods.append(nn.Dropout(dropout))
+        d = hidden
+    mods.append(nn.Linear(d, out_dim, bias=out_bias))
+    return nn.Sequential(*mods)
+
+
+class PairEncoder(nn.Module):
+    """Embeds one comparison (chosen, rejected) into a vector, order-aware (chosen first)."""
+
+    def __init__(self, item_dim: int, hidden: int, out_dim: int, layers: int = 2) -> None:
+        super().__init__()
+        self.net = mlp(2 * item_dim, hidden, out_dim, layers)
+
+    def forward(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+        # (B, K, D), (B, K, D) -> (B, K, H)
+        return self.net(torch.cat([chosen, rejected], dim=-1))
+
+
+class SetEncoder(nn.Module):
+    """Permutation-invariant pooling of a padded, masked set of vectors.
+
+    `attention`: one multi-head self-attention block over [seed; set], whose learned seed token
+    is read out (pooling by attention, as in Set Transformer's PMA). The seed is always present,
+    so an empty context is well defined. `mean`: masked mean followed by an MLP.
+    """
+
+    def __init__(self, dim: int, kind: str = "attention", heads: int = 4) -> None:
+        super().__init__()
+        if kind not in ("attention", "mean"):
+            raise ValueError(f"unknown set encoder {kind!r} (attention, mean)")
+        self.kind = kind
+        if kind == "attention":
+            self.seed = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+            self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+            self.norm1 = nn.LayerNorm(dim)
+            self.ff = mlp(dim, 2 * dim, dim, 1)
+            self.norm2 = nn.LayerNorm(dim)
+        else:
+            self.ff = mlp(dim, dim, dim, 1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # h: (B, K, H), mask: (B, K) True = real -> (B, H)
+        if self.kind == "mean":
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+            return self.ff(pooled)
+        b = h.shape[0]
+        x = torch.cat([self.seed.expand(b, -1, -1), h], dim=1)  # (B, 1+K, H)
+        keep = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # (B, 1+K)
+        att, _ = self.attn(x, x, x, key_padding_mask=~keep, need_weights=False)
+        x = self.norm1(x + att)
+        x = self.norm2(x + self.ff(x))
+        return x[:, 0]

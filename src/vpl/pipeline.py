@@ -1,0 +1,176 @@
+"""End-to-end runs: load and embed data, split by user, train, evaluate, save a run directory.
+
+A run directory holds everything needed to reload and re-evaluate a model:
+`model.safetensors` + `model.json` (weights and config), `run.json` (data, field names,
+encoder, training config), `split.json` (unseen users and held-out pairs) and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpl.checkpoint import save_model
+from vpl.data.io import FieldMap, atomic_write_text, load_records
+from vpl.data.pairs import PairData
+from vpl.data.schema import Comparison
+from vpl.data.split import Split, make_split
+from vpl.embed import DEFAULT_MODEL, SentenceEncoder, embed_comparisons
+from vpl.evaluate import evaluate_pairs, latent_diagnostics
+from vpl.models import RewardModel, build
+from vpl.train import TrainConfig, TrainResult, fit, seed_everything
+
+log = logging.getLogger(__name__)
+
+FEW_SHOT_K = (0, 1, 2, 4, 8, 16)
+
+_ENCODERS: dict[str, SentenceEncoder] = {}
+
+
+def get_encoder(model: str = DEFAULT_MODEL, *, progress: bool = True) -> SentenceEncoder:
+    """A shared, lazily loaded sentence encoder per model name (with the disk cache)."""
+    if model not in _ENCODERS:
+        _ENCODERS[model] = SentenceEncoder(model, progress=progress)
+    return _ENCODERS[model]
+
+
+def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The `run.json` of a run directory."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a vpl run directory (no run.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_pairs(path: str | os.PathLike | Sequence[str | os.PathLike],
+               run_dir: str | os.PathLike | None = None, *, fields: FieldMap | None = None,
+               on_error: str = "abort", embed_model: str | None = None,
+               progress: bool = True) -> PairData:
+    """Load comparisons from files and embed them (with the run's encoder if `run_dir` given)."""
+    run = read_run(run_dir) if run_dir is not None else {}
+    if fields is None and "fields" in run:
+        fields = FieldMap(**run["fields"])
+    records, _ = load_records(path, fields, on_error=on_error)
+    encoder = get_encoder(embed_model or run.get("embed_model", DEFAULT_MODEL), progress=progress)
+    return embed_comparisons(records, encoder)
+
+
+def _pick(records: list[Comparison], keep: set[str]) -> np.ndarray:
+    return np.array([i for i, r in enumerate(records) if r.key in keep], dtype=np.int64)
+
+
+def split_pairs(records: list[Comparison], data: PairData, split: Split
+                ) -> tuple[PairData, PairData, PairData]:
+    """(train, held-out pairs of seen users, unseen users' pairs) as views of `data`."""
+    train, val, test = split.partition(records)
+    return tuple(data.subset(_pick(records, {r.key for r in part}))
+                 for part in (train, val, test))  # type: ignore[return-value]
+
+
+def few_shot_curve(model: RewardModel, targets: PairData, pool: PairData | None = None,
+                   ks: Sequence[int] = FEW_SHOT_K, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Accuracy (all pairs and item-disjoint) at each context size K."""
+    out = {}
+    for k in ks:
+        s = evaluate_pairs(model, targets, pool, context_size=k, seed=seed)
+        out[str(k)] = {"accuracy": s.accuracy, "accuracy_item_disjoint": s.accuracy_item_disjoint}
+    return out
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished temporary run directory into place, keeping the old one until done."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name: str,
+              out: str | os.PathLike, *, train_config: TrainConfig | None = None,
+              model_options: dict[str, Any] | None = None, fields: FieldMap | None = None,
+              test_users: float = 0.2, heldout_pairs: float = 0.2, on_error: str = "abort",
+              embed_model: str = DEFAULT_MODEL, progress: bool = True) -> dict[str, Any]:
+    """Train one model on a data file and write a complete run directory; returns metrics.
+
+    Files are written to a temporary directory and moved into place only when the run
+    succeeded, so a failed run leaves an earlier run at `out` intact.
+    """
+    cfg = train_config or TrainConfig()
+    fields = fields or FieldMap()
+    paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    t0 = time.perf_counter()
+    records, report = load_records(paths, fields, on_error=on_error)
+    encoder = get_encoder(embed_model, progress=progress)
+    pairs = embed_comparisons(records, encoder)
+    split = make_split(records, test_users=test_users, heldout_pairs=heldout_pairs,
+                       seed=cfg.seed)
+    train, val, test = split_pairs(records, pairs, split)
+    t_embed = time.perf_counter() - t0
+    seed_everything(cfg.seed)
+    model = build(model_name, pairs.dim, **(model_options or {}))
+    result: TrainResult = fit(model, train, val if len(val) else None, cfg, progress=progress)
+    k = cfg.context_size
+    metrics: dict[str, Any] = {
+        "model": model_name,
+        "context_size": k,
+        "n_records": len(records),
+        "n_skipped": report.skipped,
+        "n_users": len(pairs.users),
+        "n_train_pairs": len(train),
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.seconds,
+        "embed_seconds": t_embed,
+        "train_pairs_per_second": result.pairs_per_second,
+    }
+    if len(val):
+        s = evaluate_pairs(model, val, pool=train, context_size=k, seed=cfg.seed)
+        metrics["seen_users"] = {key: v for key, v in s.summary().items() if key != "per_user"}
+        metrics["accuracy_seen_users"] = s.accuracy
+        metrics["few_shot_seen_users"] = few_shot_curve(model, val, train, seed=cfg.seed)
+    if len(test):
+        s = evaluate_pairs(model, test, context_size=k, seed=cfg.seed)
+        metrics["unseen_users"] = {key: v for key, v in s.summary().items() if key != "per_user"}
+        metrics["accuracy_unseen_users"] = s.accuracy
+        metrics["few_shot_unseen_users"] = few_shot_curve(model, test, seed=cfg.seed)
+    diag_data = test if len(test) else train
+    diag = latent_diagnostics(model, diag_data, context_size=k, seed=cfg.seed)
+    if diag:
+        metrics["latent"] = diag
+    metrics["history"] = result.history
+
+    final = Path(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    try:
+        save_model(model, tmp)
+        split.save(tmp / "split.json")
+        run = {
+            "data": [str(Path(p).resolve()) for p in paths],
+            "fields": dataclasses.asdict(fields),
+            "embed_model": embed_model,
+            "model": model_name,
+            "model_options": model_options or {},
+            "train_config": dataclasses.asdict(cfg),
+            "test_users": test_users,
+            "heldout_pairs": heldout_pairs,
+        }
+        atomic_write_text(tmp / "run.json", json.dumps(run, indent=2))
+        atomic_write_text(tmp / "metrics.json", json.dumps(metrics, indent=2))
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics

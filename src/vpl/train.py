@@ -1,0 +1,139 @@
+"""One training loop for every reward model: seeded, KL-annealed, early-stopped."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vpl.data.pairs import PairData, training_batches
+from vpl.losses import kl_anneal
+from vpl.models import RewardModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization settings shared by all models."""
+
+    epochs: int = 40
+    """Maximum passes over the training pairs."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    users_per_batch: int = 32
+    """Target groups (each from one user) per batch."""
+    targets_per_user: int = 8
+    """Target pairs scored per group; they share one context."""
+    context_size: int = 8
+    """K: context pairs per group (padded and masked when a user has fewer)."""
+    variable_context: bool = True
+    """Train half the groups with a context size drawn from 0..K so any K works at test time."""
+    kl_schedule: str = "linear"
+    """KL annealing: linear, cosine, cyclical or constant."""
+    patience: int = 6
+    """Stop after this many epochs without a better validation accuracy."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    seed: int = 0
+    """Seeds numpy, torch and Python's random."""
+    device: str = "cpu"
+    """Torch device."""
+
+
+@dataclass
+class TrainResult:
+    """What training did: per-epoch history, the best epoch and wall time."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_accuracy: float = float("nan")
+    seconds: float = 0.0
+    pairs_per_second: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(model: RewardModel, train: PairData, val: PairData | None = None,
+        config: TrainConfig | None = None, *, progress: bool = True) -> TrainResult:
+    """Train `model` on `train`, early-stopping on accuracy over `val` (contexts from train).
+
+    The best weights (by validation accuracy) are restored at the end.
+    """
+    from vpl.evaluate import evaluate_pairs
+
+    cfg = config or TrainConfig()
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model.to(cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result = TrainResult()
+    best_state, best_acc, stale = None, -1.0, 0
+    n_batches = -(-sum(-(-len(ix) // cfg.targets_per_user) for ix in train.by_user().values())
+                  // cfg.users_per_batch)
+    total = max(1, cfg.epochs * n_batches)
+    step, pairs_seen, t0, train_seconds = 0, 0, time.perf_counter(), 0.0
+    bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        model.bind(train)
+        model.before_epoch(train, rng)
+        sums: dict[str, float] = {}
+        nb = 0
+        t_epoch = time.perf_counter()
+        for batch in training_batches(train, users_per_batch=cfg.users_per_batch,
+                                      targets_per_user=cfg.targets_per_user,
+                                      context_size=cfg.context_size, rng=rng,
+                                      variable_context=cfg.variable_context):
+            batch = batch.to(cfg.device)
+            out = model.loss(batch, kl_weight=kl_anneal(cfg.kl_schedule, step / total))
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            nb += 1
+            pairs_seen += int(batch.target_mask.sum())
+            sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+        train_seconds += time.perf_counter() - t_epoch
+        row = {"epoch": epoch, **{k: v / max(nb, 1) for k, v in sums.items()}}
+        if val is not None and len(val):
+            ev = evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
+                                seed=cfg.seed, device=cfg.device)
+            row["val_accuracy"] = ev.accuracy
+            acc = ev.accuracy
+        else:
+            acc = -row["loss"]
+        result.history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row.get('val_accuracy', float('nan')):.3f}")
+        if acc > best_acc + 1e-4:
+            best_acc, stale, result.best_epoch = acc, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, result.best_epoch)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - t0
+    result.pairs_per_second = pairs_seen / max(train_seconds, 1e-9)  # optimizer steps only
+    result.best_val_accuracy = best_acc if val is not None and len(val) else float("nan")
+    return result

@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated embedding cache and a small two-type preference problem."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("VPL_CACHE_DIR", tempfile.mkdtemp(prefix="vpl-test-cache-"))
+
+from vpl.data.pairs import PairData  # noqa: E402
+
+
+def make_linear_users(n_users: int, pairs_per_user: int = 40, dim: int = 32, n_items: int = 400,
+                      seed: int = 0, prefix: str = "u") -> PairData:
+    """Users of two alternating types; type t prefers the item with the larger w_t . x."""
+    rng = np.random.default_rng(seed)
+    items = np.random.default_rng(1234).normal(size=(n_items, dim)).astype(np.float32)
+    w0, u = np.random.default_rng(99).normal(size=(2, dim))
+    u -= (u @ w0) / (w0 @ w0) * w0
+    u *= np.linalg.norm(w0) / np.linalg.norm(u)
+    w = np.stack([w0, -0.6 * w0 + 0.8 * u])  # the two types disagree (cosine -0.6)
+    user, chosen, rejected = [], [], []
+    for u in range(n_users):
+        t = u % 2
+        for _ in range(pairs_per_user):
+            a, b = rng.choice(n_items, 2, replace=False)
+            if items[a] @ w[t] < items[b] @ w[t]:
+                a, b = b, a
+            user.append(u)
+            chosen.append(a)
+            rejected.append(b)
+    return PairData(items=items, user=np.array(user), chosen=np.array(chosen),
+                    rejected=np.array(rejected), users=[f"{prefix}{i}" for i in range(n_users)],
+                    user_types=[f"type{u % 2}" for u in range(n_users)])
+
+
+@pytest.fixture(scope="session")
+def linear_users() -> tuple[PairData, PairData]:
+    """(train: 100 users, test: 40 unseen users) of the two-type linear problem."""
+    return make_linear_users(100, seed=0, prefix="train"), make_linear_users(40, seed=1,
+                                                                              prefix="test")
