@@ -27,7 +27,7 @@ from vpl.data.schema import Comparison
 from vpl.data.split import Split, make_split
 from vpl.embed import DEFAULT_MODEL, SentenceEncoder, embed_comparisons
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
-from vpl.models import RewardModel, build
+from vpl.models import RewardModel, build_for
 from vpl.train import TrainConfig, TrainResult, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     train, val, test = split_pairs(records, pairs, split)
     t_embed = time.perf_counter() - t0
     seed_everything(cfg.seed)
-    model = build(model_name, pairs.dim, **(model_options or {}))
+    model = build_for(model_name, train, **(model_options or {}))
     result: TrainResult = fit(model, train, val if len(val) else None, cfg, progress=progress)
     k = cfg.context_size
     metrics: dict[str, Any] = {

@@ -47,6 +47,9 @@ class TrainConfig:
     """Seeds numpy, torch and Python's random."""
     device: str = "cpu"
     """Torch device."""
+    threads: int = 1
+    """CPU threads for training (0: torch's default). The models are small, so one thread
+    avoids synchronization overhead and is not slowed down by other busy processes."""
 
 
 @dataclass
@@ -73,9 +76,20 @@ def fit(model: RewardModel, train: PairData, val: PairData | None = None,
 
     The best weights (by validation accuracy) are restored at the end.
     """
-    from vpl.evaluate import evaluate_pairs
-
     cfg = config or TrainConfig()
+    threads_before = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(model, train, val, cfg, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainConfig,
+         progress: bool) -> TrainResult:
+    from vpl.evaluate import evaluate_pairs  # evaluate imports models; keep train importable
+
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(cfg.device)

@@ -77,7 +77,7 @@ class SentenceEncoder:
         limit = self.max_tokens - 2  # room for [CLS] and [SEP]
         out = []
         for t in texts:
-            ids = tok(t, add_special_tokens=False)["input_ids"]
+            ids = tok(t, add_special_tokens=False, verbose=False)["input_ids"]
             out.append(t if len(ids) <= limit else tok.decode(ids[-limit:]))
         return out
 

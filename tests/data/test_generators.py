@@ -1,0 +1,145 @@
+"""Synthetic generators: Pets (two lexicographic user types) and personas (attribute users)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vpl.data.personas import ATTRIBUTES, generate_personas, render_response, user_utility
+from vpl.data.personas import questions as persona_questions
+from vpl.data.pets import (
+    CATEGORIES,
+    CONTROVERSIAL_PAIR,
+    USER_TYPES,
+    generate_pets,
+    rank_key,
+    sentence_pools,
+)
+
+SMALL = {"users_per_type": 10, "test_users_per_type": 5, "pairs_per_user": 20}
+
+
+def _all(pool: dict[str, tuple[str, ...]]) -> set[str]:
+    return {s for sentences in pool.values() for s in sentences}
+
+
+@pytest.fixture(scope="module")
+def pets_full() -> tuple[list[dict], list[dict]]:
+    return generate_pets("full", seed=0)
+
+
+def test_pets_pool_sizes_and_disjoint_split() -> None:
+    pools = sentence_pools()
+    everything: list[str] = []
+    for category in CATEGORIES:
+        train, test = _all(pools["train"][category]), _all(pools["test"][category])
+        assert len(train) + len(test) >= 100
+        assert not train & test
+        assert 0.6 < len(train) / (len(train) + len(test)) < 0.85
+        everything += [*train, *test]
+    assert len(everything) == len(set(everything))  # no sentence in two categories
+
+
+def test_pets_split_and_labels(pets_full: tuple[list[dict], list[dict]]) -> None:
+    train, test = pets_full
+    pools = sentence_pools()
+    test_sentences = set().union(*(_all(pools["test"][c]) for c in CATEGORIES))
+    train_sentences = set().union(*(_all(pools["train"][c]) for c in CATEGORIES))
+    assert len({r["user_id"] for r in train}) == 120 and len({r["user_id"] for r in test}) == 40
+    assert not {r["user_id"] for r in train} & {r["user_id"] for r in test}
+    for r in train:
+        assert r["chosen"] in train_sentences and r["rejected"] in train_sentences
+    for r in test:
+        assert r["chosen"] in test_sentences and r["rejected"] in test_sentences
+    for r in train + test:
+        assert r["user_type"] in USER_TYPES
+        assert r["chosen_category"] != r["rejected_category"]
+        assert rank_key(r["chosen_category"], r["user_type"]) > rank_key(
+            r["rejected_category"], r["user_type"])
+        pair = {r["chosen_category"], r["rejected_category"]}
+        assert r["controversial"] == (pair == set(CONTROVERSIAL_PAIR))
+        assert r["pet"] in r["prompt"]
+        assert set(r) >= {"user_id", "prompt", "chosen", "rejected", "chosen_category"}
+
+
+def test_pets_types_disagree_only_on_controversial() -> None:
+    for i, a in enumerate(CATEGORIES):
+        for b in CATEGORIES[i + 1:]:
+            votes = {rank_key(a, t) > rank_key(b, t) for t in USER_TYPES}
+            assert (len(votes) == 2) == ({a, b} == set(CONTROVERSIAL_PAIR))
+
+
+def test_pets_controversial_share(pets_full: tuple[list[dict], list[dict]]) -> None:
+    train, _ = pets_full
+    share = sum(r["controversial"] for r in train) / len(train)
+    assert abs(share - 0.5) < 0.05
+    only, only_test = generate_pets("controversial", seed=1, **SMALL)
+    assert all(r["controversial"] for r in only + only_test)
+    expected = {"helpful_first": "helpful_harmful", "harmless_first": "unhelpful_harmless"}
+    assert all(r["chosen_category"] == expected[r["user_type"]] for r in only)
+
+
+def test_pets_determinism_and_bad_variant() -> None:
+    assert generate_pets(seed=3, **SMALL) == generate_pets(seed=3, **SMALL)
+    assert generate_pets(seed=3, **SMALL)[0] != generate_pets(seed=4, **SMALL)[0]
+    with pytest.raises(ValueError, match="bogus"):
+        generate_pets("bogus")
+
+
+@pytest.mark.parametrize("users", ["2", "4", "continuous"])
+def test_personas_labels_follow_weights(users: str) -> None:
+    train, test = generate_personas(users, seed=0)
+    n_types = {"2": 2, "4": 4, "continuous": 4}[users]
+    assert len({r["user_id"] for r in train}) == 60 * n_types
+    assert len({r["user_id"] for r in test}) == 20 * n_types
+    assert not {r["user_id"] for r in train} & {r["user_id"] for r in test}
+    for r in train + test:
+        assert len(r["user_weights"]) == len(ATTRIBUTES)
+        assert r["chosen"] != r["rejected"]
+        if not r["tie"]:
+            assert user_utility(r["user_weights"], r["chosen_attributes"]) > user_utility(
+                r["user_weights"], r["rejected_attributes"])
+    ties = sum(r["tie"] for r in train) / len(train)
+    assert ties < 0.05
+    if users != "continuous":
+        types = {r["user_type"] for r in train}
+        assert len(types) == n_types and types <= set(ATTRIBUTES)
+        for r in train:
+            assert r["user_weights"][ATTRIBUTES.index(r["user_type"])] == 1.0
+
+
+def test_personas_continuous_users_distinct() -> None:
+    train, test = generate_personas("continuous", seed=0)
+    weights = {r["user_id"]: tuple(r["user_weights"]) for r in train + test}
+    assert len(set(weights.values())) == len(weights)
+    for r in train:
+        w = r["user_weights"]
+        assert abs(sum(w) - 1.0) < 1e-9
+        assert r["user_type"] == ATTRIBUTES[w.index(max(w))]
+
+
+def test_personas_test_texts_unseen() -> None:
+    train, test = generate_personas("4", seed=0)
+    train_texts = {t for r in train for t in (r["prompt"], r["chosen"], r["rejected"])}
+    test_texts = {t for r in test for t in (r["prompt"], r["chosen"], r["rejected"])}
+    assert not train_texts & test_texts
+
+
+def test_personas_text_reflects_levels() -> None:
+    q = persona_questions("train")[0]
+    base = dict.fromkeys(ATTRIBUTES, 0) | {"formality": 2}
+    lengths = [len(render_response(q, base | {"detail": d})) for d in range(4)]
+    assert lengths == sorted(lengths) and len(set(lengths)) == 4
+    for k in range(4):
+        text = render_response(q, base | {"examples": k})
+        assert text.count("example") == k
+    casual = render_response(q, base | {"formality": 0})
+    assert casual == casual.lower()
+    assert render_response(q, base | {"caution": 2}) != render_response(q, base)
+
+
+def test_personas_determinism_and_bad_users() -> None:
+    assert generate_personas("2", seed=5, **SMALL) == generate_personas("2", seed=5, **SMALL)
+    assert generate_personas("2", seed=5, **SMALL) != generate_personas("2", seed=6, **SMALL)
+    with pytest.raises(ValueError, match="bogus"):
+        generate_personas("bogus")
+    assert user_utility({"detail": 2.0}, dict(zip(ATTRIBUTES, (1, 3, 3, 3), strict=True))) == 2.0
