@@ -1,0 +1,36 @@
+"""Active query selection for new users: posterior uncertainty, acquisition functions (random,
+information gain, the VPL paper's variance criterion) and a sequential query loop."""
+
+from vpl.active.acquisition import (
+    STRATEGIES,
+    CandidatePool,
+    Predictive,
+    binary_entropy,
+    candidate_logits,
+    extended_posteriors,
+    info_gain,
+    posterior_entropy,
+    posterior_variance,
+    predictive,
+    reward_matrix,
+    sample_latents,
+    select_queries,
+)
+from vpl.active.session import (
+    ActiveResult,
+    ActiveSession,
+    entropy_accuracy_correlation,
+    mean_ci,
+    queries_to_reach,
+    run_active,
+    split_user_pairs,
+    time_selection,
+)
+
+__all__ = [
+    "STRATEGIES", "ActiveResult", "ActiveSession", "CandidatePool", "Predictive",
+    "binary_entropy", "candidate_logits", "entropy_accuracy_correlation", "extended_posteriors",
+    "info_gain", "mean_ci", "posterior_entropy", "posterior_variance", "predictive",
+    "queries_to_reach", "reward_matrix", "run_active", "sample_latents", "select_queries",
+    "split_user_pairs", "time_selection",
+]

@@ -1,0 +1,333 @@
+"""Posterior uncertainty and acquisition functions for choosing a user's next comparisons.
+
+All strategies share one core, `select_queries`: a greedy loop that scores every candidate of a
+pool at once and takes the best, B times for a batch. What differs is the score:
+
+- ``random``: independent uniform noise, i.e. a uniformly random subset.
+- ``info-gain``: expected information gain about the user latent z (BALD),
+  ``I(z; y | q) = H[p(y | q, ctx)] - E_{z ~ q(z | ctx)} H[p(y | q, z)]``, estimated with S
+  posterior samples; p(y | q, ctx) is the sample average of p(y | q, z), so both labels are
+  weighted by their predicted probability. For a batch the greedy score is the joint
+  information gain of the chosen labels and the candidate's (BatchBALD, Kirsch et al. 2019),
+  exact while the chosen labels have at most `max_configs` joint configurations.
+- ``paper``: our reading of the variance-based set criterion of the VPL paper (Poddar et al.,
+  2024): a candidate is scored by the variance of the amortized posterior
+  q(z | ctx + chosen + candidate), averaged over the dimensions of z and *uniformly* over the
+  candidate's two labels (and over uniformly drawn labelings of the queries chosen before it
+  in the same batch); lower is better. Only variances enter, never predicted label
+  probabilities. The session picks a whole budget with it once (see `vpl.active.session`).
+
+The sampled scoring is one tensor program: S latents (S, Z), a reward matrix for the pool's
+items (S, U), a gather to reward differences of all N candidates (S, N). For VPL's two reward
+parameterizations the reward matrix is computed without repeating item-only work per sample
+(exactly equal to `VPL.reward`; checked in the tests).
+
+References: Houlsby et al. (2011), "Bayesian Active Learning for Classification and Preference
+Learning"; Kirsch et al. (2019), "BatchBALD"; Poddar et al. (2024), "Personalizing RLHF with
+Variational Preference Learning", NeurIPS.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vpl.data.pairs import PairData
+from vpl.models.base import Posterior, RewardModel
+
+STRATEGIES: tuple[str, ...] = ("random", "info-gain", "paper")
+_LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """N candidate comparisons over U item vectors: candidate n shows items first[n], second[n].
+
+    A label y = 1 means the user prefers `first` over `second`.
+    """
+
+    items: torch.Tensor  # (U, D)
+    first: torch.Tensor  # (N,) long
+    second: torch.Tensor  # (N,) long
+    cache: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+    """Item-only activations per model, reused across selections (keyed by weight versions)."""
+
+    def __len__(self) -> int:
+        return int(self.first.shape[0])
+
+    @classmethod
+    def from_vectors(cls, first: np.ndarray | torch.Tensor, second: np.ndarray | torch.Tensor
+                     ) -> CandidatePool:
+        """A pool from the two responses' vectors of each candidate, (N, D) each."""
+        a = torch.as_tensor(np.asarray(first, dtype=np.float32))
+        b = torch.as_tensor(np.asarray(second, dtype=np.float32))
+        if a.shape != b.shape or a.ndim != 2:
+            raise ValueError(f"expected two (N, D) arrays of equal shape, got {tuple(a.shape)} "
+                             f"and {tuple(b.shape)}")
+        n = a.shape[0]
+        return cls(torch.cat([a, b]), torch.arange(n), torch.arange(n, 2 * n))
+
+    @classmethod
+    def from_pairs(cls, data: PairData, idx: np.ndarray | None = None,
+                   flip: np.ndarray | None = None) -> CandidatePool:
+        """Pairs `idx` of `data` (default all) as candidates, first = chosen unless `flip`."""
+        idx = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        a, b = data.chosen[idx], data.rejected[idx]
+        if flip is not None:
+            a, b = np.where(flip, b, a), np.where(flip, a, b)
+        uniq, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+        n = len(idx)
+        return cls(torch.from_numpy(data.items[uniq]), torch.from_numpy(inv[:n]).long(),
+                   torch.from_numpy(inv[n:]).long())
+
+
+@dataclass(frozen=True)
+class Predictive:
+    """Predictive uncertainty of N comparisons for one user, each (N,)."""
+
+    prob: torch.Tensor
+    """p(first preferred | context), averaged over posterior samples."""
+    entropy: torch.Tensor
+    """H[p(y | context)] in nats: total predictive uncertainty."""
+    mutual_info: torch.Tensor
+    """I(z; y | context) in nats: the part of it that is uncertainty about the user (BALD)."""
+
+
+def _check_latent_model(model: RewardModel) -> None:
+    if not (hasattr(model, "encode") and hasattr(model, "reward")
+            and getattr(model, "latent_dim", 0) > 0):
+        raise ValueError(f"active query selection needs a latent-variable model with encode() "
+                         f"and reward() (e.g. 'vpl'); got {model.name!r}")
+
+
+def posterior_entropy(post: Posterior) -> torch.Tensor:
+    """Differential entropy (nats) of each diagonal Gaussian q(z | context): (B, Z) -> (B,)."""
+    return 0.5 * (post.logvar + _LOG_2PI_E).sum(-1)
+
+
+def posterior_variance(post: Posterior) -> torch.Tensor:
+    """Mean over latent dimensions of the posterior variance: (B, Z) -> (B,)."""
+    return post.logvar.exp().mean(-1)
+
+
+def sample_latents(post: Posterior, n: int, generator: torch.Generator | None = None, *,
+                   antithetic: bool = False) -> torch.Tensor:
+    """n samples z ~ q(z | context) of one user (posterior (1, Z) or (Z,)) -> (n, Z).
+
+    `antithetic` pairs every draw mean + sigma * eps with mean - sigma * eps, which lowers
+    the variance of Monte Carlo averages at the same cost.
+    """
+    mean, logvar = post.mean.reshape(-1), post.logvar.reshape(-1)
+    if antithetic:
+        half = torch.randn((n + 1) // 2, mean.shape[0], generator=generator)
+        noise = torch.cat([half, -half])[:n]
+    else:
+        noise = torch.randn(n, mean.shape[0], generator=generator)
+    return mean + noise * (0.5 * logvar).exp()  # (n, Z)
+
+
+def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of Bernoulli(sigmoid(logits)), elementwise, stable for large |logits|."""
+    p = torch.sigmoid(logits)
+    return -(p * nn.functional.logsigmoid(logits) + (1 - p) * nn.functional.logsigmoid(-logits))
+
+
+def _entropy_of_probs(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return -(p * p.clamp_min(1e-30).log()).sum(dim)
+
+
+def _cached(cache: dict[Any, torch.Tensor] | None, model: nn.Module, weights: torch.Tensor,
+            compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """compute() memoized per model and version of `weights` (bumped by in-place updates)."""
+    if cache is None:
+        return compute()
+    key = (id(model), weights._version, weights.data_ptr())
+    if key not in cache:
+        cache.clear()
+        cache[key] = compute()
+    return cache[key]
+
+
+def reward_matrix(model: RewardModel, items: torch.Tensor, z: torch.Tensor,
+                  cache: dict[Any, torch.Tensor] | None = None) -> torch.Tensor:
+    """Reward of every item (U, D) under every latent (S, Z) -> (S, U).
+
+    VPL's `concat` reward splits its first layer into an item part (computed once per item,
+    and kept in `cache` if given) and a latent part (once per sample); its `head` reward is one
+    matrix product of item features and per-sample heads. Other models go through `reward`
+    on expanded tensors.
+    """
+    from vpl.models.vpl import VPL
+
+    s, u = z.shape[0], items.shape[0]
+    if isinstance(model, VPL) and model.config.latent_mode == "concat":
+        net = model.reward_net
+        first = net[0]
+        d = items.shape[1]
+        h_items = _cached(cache, model, first.weight, lambda: nn.functional.linear(
+            items, first.weight[:, :d], first.bias))  # (U, H)
+        h_z = z @ first.weight[:, d:].T  # (S, H)
+        h = h_items.unsqueeze(0) + h_z.unsqueeze(1)  # (S, U, H)
+        for layer in net[1:]:
+            h = layer(h)
+        return h.squeeze(-1)  # (S, U)
+    if isinstance(model, VPL) and model.config.latent_mode == "head":
+        feats = _cached(cache, model, model.features[0].weight,
+                        lambda: model.features(items))  # (U, H)
+        heads = model.head_base + model.head_from_z(z)  # (S, H)
+        return heads @ feats.T  # (S, U)
+    x = items.unsqueeze(0).expand(s, u, -1)  # (S, U, D)
+    return model.reward(x, z)
+
+
+def candidate_logits(model: RewardModel, pool: CandidatePool, z: torch.Tensor) -> torch.Tensor:
+    """Log-odds that `first` beats `second` for all N candidates under all S latents -> (S, N)."""
+    r = reward_matrix(model, pool.items, z, pool.cache)  # (S, U)
+    return r[:, pool.first] - r[:, pool.second]
+
+
+def predictive(logits: torch.Tensor) -> Predictive:
+    """Predictive probability, entropy and mutual information from sampled log-odds (S, N)."""
+    p = torch.sigmoid(logits).mean(0)  # (N,)
+    total = _entropy_of_probs(torch.stack([p, 1 - p], -1))  # (N,)
+    aleatoric = binary_entropy(logits).mean(0)  # (N,)
+    return Predictive(prob=p, entropy=total, mutual_info=(total - aleatoric).clamp_min(0.0))
+
+
+def info_gain(logits: torch.Tensor) -> torch.Tensor:
+    """BALD: I(z; y | q) for each candidate from sampled log-odds (S, N) -> (N,), in nats."""
+    return predictive(logits).mutual_info
+
+
+def extended_posteriors(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
+                        ext_a: torch.Tensor, ext_b: torch.Tensor) -> Posterior:
+    """q(z | context + extra pairs) for M extensions of one user's context.
+
+    ctx_a/ctx_b: (K, D) the answered pairs (preferred first); ext_a/ext_b: (M, E, D) the pairs
+    each extension adds. Returns a Posterior with (M, Z) tensors. For VPL the context pairs are
+    encoded once and shared by all M extensions (same result as `encode` on the full sets).
+    """
+    from vpl.models.vpl import VPL
+
+    m, e = ext_a.shape[:2]
+    k = ctx_a.shape[0]
+    mask = torch.ones(m, k + e, dtype=torch.bool)
+    if isinstance(model, VPL):
+        h_ctx = model.pair_encoder(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0))  # (1, K, H)
+        h_ext = model.pair_encoder(ext_a, ext_b)  # (M, E, H)
+        h = torch.cat([h_ctx.expand(m, -1, -1), h_ext], dim=1)  # (M, K+E, H)
+        mean, logvar = model.to_posterior(model.set_encoder(h, mask)).chunk(2, dim=-1)
+        return Posterior(mean, logvar.clamp(model.config.logvar_min, 4.0))  # as VPL.encode
+    a = torch.cat([ctx_a.unsqueeze(0).expand(m, -1, -1), ext_a], dim=1)  # (M, K+E, D)
+    b = torch.cat([ctx_b.unsqueeze(0).expand(m, -1, -1), ext_b], dim=1)
+    return model.encode(a, b, mask)
+
+
+@dataclass
+class _Context:
+    """One user's answered comparisons as item vectors, preferred response first: (K, D)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+
+
+def _paper_scores(model: RewardModel, pool: CandidatePool, ctx: _Context, chosen: list[int],
+                  labelings: int, gen: torch.Generator) -> torch.Tensor:
+    """Minus the posterior variance after adding each candidate, labels weighted uniformly."""
+    n, t = len(pool), len(chosen)
+    if t and 2**t <= labelings:  # all labelings of the chosen queries, exactly
+        ys = torch.tensor([[(c >> i) & 1 for i in range(t)] for c in range(2**t)],
+                          dtype=torch.bool)  # (L, t)
+    else:
+        ys = torch.randint(0, 2, (labelings if t else 1, t), generator=gen).bool()  # (L, t)
+    n_lab = ys.shape[0]
+    sel = torch.tensor(chosen, dtype=torch.long)
+    f, s = pool.items[pool.first], pool.items[pool.second]  # (N, D)
+    # chosen queries under each labeling: preferred / other, (L, t, D)
+    ca = torch.where(ys.unsqueeze(-1), f[sel].unsqueeze(0), s[sel].unsqueeze(0))
+    cb = torch.where(ys.unsqueeze(-1), s[sel].unsqueeze(0), f[sel].unsqueeze(0))
+    # candidate with label 1 (first preferred) and label 0: (N, 2, D)
+    qa = torch.stack([f, s], 1)
+    qb = torch.stack([s, f], 1)
+    d = f.shape[1]
+    ext_a = torch.cat([ca.view(1, n_lab, 1, t, d).expand(n, -1, 2, -1, -1),
+                       qa.view(n, 1, 2, 1, d).expand(-1, n_lab, -1, -1, -1)], dim=3)
+    ext_b = torch.cat([cb.view(1, n_lab, 1, t, d).expand(n, -1, 2, -1, -1),
+                       qb.view(n, 1, 2, 1, d).expand(-1, n_lab, -1, -1, -1)], dim=3)
+    post = extended_posteriors(model, ctx.a, ctx.b, ext_a.reshape(n * n_lab * 2, t + 1, d),
+                               ext_b.reshape(n * n_lab * 2, t + 1, d))  # (N*L*2, Z)
+    return -posterior_variance(post).view(n, n_lab * 2).mean(1)  # (N,)
+
+
+def _batch_info_gain(p_joint: torch.Tensor, p1: torch.Tensor, cond: torch.Tensor,
+                     cond_chosen: float) -> torch.Tensor:
+    """Joint information gain of the chosen labels plus each candidate's (BatchBALD).
+
+    p_joint: (S, C) probability of each configuration of the chosen labels per sample;
+    p1: (S, N) p(y = 1 | z_s) per candidate; cond: (N,) E_z H[y_n | z].
+    """
+    s = p_joint.shape[0]
+    m1 = p_joint.T @ p1 / s  # (C, N): p(config, y_n = 1)
+    m0 = p_joint.mean(0).unsqueeze(1) - m1  # (C, N)
+    h_joint = _entropy_of_probs(m1, 0) + _entropy_of_probs(m0.clamp_min(0.0), 0)  # (N,)
+    return h_joint - cond - cond_chosen
+
+
+@torch.no_grad()
+def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
+                   ctx_b: torch.Tensor, strategy: str, *, batch: int = 1,
+                   exclude: torch.Tensor | None = None, samples: int = 16,
+                   generator: torch.Generator | None = None, labelings: int = 4,
+                   max_configs: int = 1024) -> tuple[list[int], torch.Tensor]:
+    """Greedily pick `batch` candidates of `pool` for a user with answered pairs ctx_a/ctx_b.
+
+    ctx_a, ctx_b: (K, D) preferred / other response of each answered pair; exclude: (N,) bool,
+    True for candidates that may not be picked (e.g. already asked). Returns the chosen indices
+    and the scores (N,) of the first greedy step (-inf where excluded).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    _check_latent_model(model)
+    n = len(pool)
+    banned = torch.zeros(n, dtype=torch.bool) if exclude is None else exclude.clone()
+    batch = min(batch, int((~banned).sum()))
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    ctx = _Context(ctx_a, ctx_b)
+    if strategy == "info-gain":
+        post = model.encode(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0),
+                            torch.ones(1, ctx_a.shape[0], dtype=torch.bool))
+        z = sample_latents(post, samples, gen, antithetic=True)  # (S, Z)
+        logits = candidate_logits(model, pool, z)  # (S, N)
+        p1 = torch.sigmoid(logits)
+        cond = binary_entropy(logits).mean(0)  # (N,)
+        p_joint = torch.ones(samples, 1)  # (S, C)
+        cond_chosen = 0.0
+    chosen: list[int] = []
+    first_scores = torch.empty(0)
+    for _ in range(batch):
+        if strategy == "random":
+            scores = torch.rand(n, generator=gen)
+        elif strategy == "info-gain":
+            scores = _batch_info_gain(p_joint, p1, cond, cond_chosen)
+        else:
+            scores = _paper_scores(model, pool, ctx, chosen, labelings, gen)
+        scores = scores.masked_fill(banned, -math.inf)
+        if not chosen:
+            first_scores = scores
+        best = int(torch.argmax(scores))
+        chosen.append(best)
+        banned[best] = True
+        if strategy == "info-gain":
+            both = torch.stack([p1[:, best], 1 - p1[:, best]], -1)  # (S, 2)
+            p_joint = (p_joint.unsqueeze(-1) * both.unsqueeze(1)).reshape(samples, -1)
+            if p_joint.shape[1] > max_configs:  # keep the most probable configurations
+                keep = p_joint.mean(0).topk(max_configs).indices
+                p_joint = p_joint[:, keep]
+            cond_chosen += float(cond[best])
+    return chosen, first_scores

@@ -1,0 +1,141 @@
+"""`vpl active`: simulate active query selection for the unseen users of a data file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpl.active.acquisition import STRATEGIES
+from vpl.data.pairs import PairData
+
+log = logging.getLogger(__name__)
+
+RESULTS = "active.json"
+PLOT = "active_curves.png"
+
+
+def add_active_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register the `active` subcommand on the main CLI's subparsers."""
+    a = subparsers.add_parser(
+        "active", help="active query selection for new users: accuracy after each query",
+        description="For each unseen user, pick comparisons from the user's query pool with a "
+        "strategy, answer them with the data's labels, and record accuracy on the user's "
+        "held-out evaluation pairs after every answer.")
+    a.add_argument("--run", required=True, help="run directory of a trained latent model")
+    a.add_argument("--data", required=True,
+                   help="comparisons of the users to simulate; if the run's split.json lists "
+                   "unseen users present in the file, only those are used")
+    a.add_argument("--strategy", choices=STRATEGIES, default="info-gain")
+    a.add_argument("--budget", type=int, default=8, help="queries per user")
+    a.add_argument("--batch", type=int, default=1, help="queries chosen at a time")
+    a.add_argument("--pool", type=int, default=None,
+                   help="candidate pool size per user (default: every pair not evaluated on)")
+    a.add_argument("--eval-pairs", type=int, default=16, help="evaluation pairs per user")
+    a.add_argument("--samples", type=int, default=16,
+                   help="posterior samples for info-gain (antithetic pairs)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default=None, help="output directory (default: RUN_DIR/active)")
+    a.add_argument("--json", action="store_true", help="print JSON (key `curve`)")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_active)
+
+
+def _unseen_users(run_dir: Path, data: PairData) -> list[int]:
+    """User indices to simulate: the run's unseen users if the file has any, else all."""
+    everyone = sorted(data.by_user())
+    split = run_dir / "split.json"
+    if not split.exists():
+        return everyone
+    test = set(json.loads(split.read_text(encoding="utf-8")).get("test_users", []))
+    unseen = [u for u in everyone if data.users[u] in test]
+    if unseen:
+        return unseen
+    log.warning("%s: none of the file's users is an unseen user of the run; using all %d",
+                split, len(everyone))
+    return everyone
+
+
+def save_results(out: Path, strategy: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Merge one strategy's result into `out/active.json` and replot every stored curve."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS
+    stored: dict[str, Any] = {"strategies": {}}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            log.warning("%s: unreadable, starting a new results file", path)
+    stored.setdefault("strategies", {})[strategy] = result
+    from vpl.data.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(stored, indent=2))
+    plot_curves(stored["strategies"], out / PLOT)
+    return stored
+
+
+def plot_curves(strategies: dict[str, dict[str, Any]], path: Path,
+                ylabel: str = "accuracy on held-out pairs") -> None:
+    """Mean curve with 95% CI band of every strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, res in sorted(strategies.items()):
+        y = np.asarray(res["curve"])
+        x = np.arange(len(y))
+        ax.plot(x, y, marker="o", ms=3, label=name)
+        if "ci95" in res:
+            ax.fill_between(x, res["ci95"][0], res["ci95"][1], alpha=0.2)
+    ax.set_xlabel("queries answered")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_active(args: argparse.Namespace) -> int:
+    """Run one strategy over the unseen users, print and save the curves."""
+    from vpl.active.session import run_active
+    from vpl.checkpoint import load_model
+    from vpl.pipeline import load_pairs
+
+    run_dir = Path(args.run)
+    model = load_model(run_dir)
+    data = load_pairs(args.data, str(run_dir), progress=not args.quiet)
+    if data.dim != model.input_dim:
+        raise ValueError(f"{args.data}: item vectors have {data.dim} dims but the model in "
+                         f"{run_dir} expects {model.input_dim}")
+    users = _unseen_users(run_dir, data)
+    res = run_active(model, data, args.strategy, budget=args.budget, batch=args.batch,
+                     pool_size=args.pool, eval_pairs=args.eval_pairs, seed=args.seed,
+                     samples=args.samples, users=users, progress=not args.quiet)
+    summary = res.to_dict()
+    out = Path(args.out) if args.out else run_dir / "active"
+    save_results(out, args.strategy, summary)
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "per_user"}))
+        return 0
+    n = res.accuracy.shape[1]
+    width = max(len(u) for u in res.users)
+    print(f"{args.strategy}: accuracy after 0..{n - 1} queries ({len(res.users)} users)")
+    print(" " * width + "".join(f"{i:>6d}" for i in range(n)))
+    for u, row in zip(res.users, res.accuracy, strict=True):
+        print(u.ljust(width) + "".join(f"{v:6.2f}" for v in row))
+    lo, hi = summary["ci95"]
+    print("mean".ljust(width) + "".join(f"{v:6.3f}" for v in summary["curve"]))
+    print("ci95".ljust(width) + "".join(f" ±{(h - lo_) / 2:.2f}" for lo_, h in zip(lo, hi,
+                                                                                 strict=True)))
+    print(f"posterior entropy vs accuracy (Spearman, per n, mean): "
+          f"{summary['entropy_accuracy_spearman']:+.3f}; median selection "
+          f"{summary['select_ms_median']:.1f} ms")
+    print(f"saved {out / RESULTS} and {out / PLOT}")
+    return 0

@@ -1,0 +1,215 @@
+"""Active query selection: information gain, exact toy values, the sequential loop, the API."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from vpl.active import (
+    ActiveSession,
+    CandidatePool,
+    extended_posteriors,
+    info_gain,
+    queries_to_reach,
+    reward_matrix,
+    run_active,
+    sample_latents,
+    select_queries,
+)
+from vpl.models import Posterior, RewardModel, build
+from vpl.train import TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class _ToyConfig:
+    mean: float = 0.5
+    std: float = 1.2
+
+
+class ToyLatent(RewardModel):
+    """1-D latent with an exact Gaussian posterior N(mean, std^2) and reward r(x, z) = x0 z + x1."""
+
+    name = "toy-latent"
+    Config = _ToyConfig
+    uses_context = True
+    latent_dim = 1
+
+    def encode(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+               ctx_mask: torch.Tensor) -> Posterior:
+        b = ctx_chosen.shape[0]
+        mean = torch.full((b, 1), self.config.mean)
+        return Posterior(mean, torch.full((b, 1), 2 * math.log(self.config.std)))
+
+    def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return x[..., 0] * z[:, None, 0] + x[..., 1]
+
+
+def _exact_bald(a: float, b: float, m: float, s: float) -> float:
+    """I(z; y) for p(y=1|z) = sigmoid(a z + b), z ~ N(m, s^2), by Gauss-Hermite quadrature."""
+    x, w = np.polynomial.hermite_e.hermegauss(200)
+    w = w / w.sum()
+    p = 1 / (1 + np.exp(-(a * (m + s * x) + b)))
+    def h(q: np.ndarray) -> np.ndarray:
+        q = np.clip(q, 1e-300, 1 - 1e-16)
+        return -(q * np.log(q) + (1 - q) * np.log1p(-q))
+    return float(h(np.sum(w * p)) - np.sum(w * h(p)))
+
+
+@pytest.fixture(scope="module")
+def trained(linear_users):
+    train, _ = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, layers=1)
+    fit(model, train, config=TrainConfig(epochs=3, seed=0), progress=False)
+    return model
+
+
+def test_info_gain_nonnegative_and_zero_when_label_known() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 200, generator=g) * 3 + torch.randn(200, generator=g)
+    known = torch.full((64, 1), 25.0)  # every posterior sample agrees: label 1, p ~ 1
+    flat = torch.full((64, 1), -0.7)  # uncertain label, but z does not matter
+    ig = info_gain(torch.cat([logits, known, flat], 1))
+    assert (ig >= 0).all()
+    assert ig[-2] < 1e-9 and ig[-1] < 1e-6
+    assert ig[:-2].max() > 0.05
+    # the unclamped scores of the selection core are non-negative too
+    model = ToyLatent(2, _ToyConfig())
+    pool = CandidatePool.from_vectors(torch.randn(50, 2, generator=g),
+                                      torch.randn(50, 2, generator=g))
+    _, scores = select_queries(model, pool, torch.zeros(0, 2), torch.zeros(0, 2), "info-gain",
+                               samples=256, generator=g)
+    assert (scores >= -1e-6).all()
+
+
+def test_info_gain_zero_when_reward_ignores_latent(linear_users) -> None:
+    train, _ = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=16, layers=1, latent_mode="head")
+    with torch.no_grad():
+        model.head_from_z.weight.zero_()
+    pool = CandidatePool.from_pairs(train, np.arange(30))
+    _, scores = select_queries(model, pool, torch.zeros(0, train.dim), torch.zeros(0, train.dim),
+                               "info-gain", samples=64)
+    assert scores.abs().max() < 1e-5
+
+
+def test_info_gain_matches_closed_form_on_exact_posterior() -> None:
+    cfg = _ToyConfig(mean=0.5, std=1.2)
+    model = ToyLatent(2, cfg)
+    # candidate n: first item (a, b), second item (0, 0) -> logit a z + b
+    ab = np.array([[0.0, 1.0], [1.0, 0.0], [3.0, -1.0], [-2.0, 0.5], [0.3, 4.0], [8.0, -4.0]],
+                  dtype=np.float32)
+    pool = CandidatePool.from_vectors(ab, np.zeros_like(ab))
+    g = torch.Generator().manual_seed(1)
+    _, est = select_queries(model, pool, torch.zeros(0, 2), torch.zeros(0, 2), "info-gain",
+                            samples=40000, generator=g)
+    exact = np.array([_exact_bald(a, b, cfg.mean, cfg.std) for a, b in ab])
+    assert exact[0] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(est.numpy(), exact, atol=6e-3)
+    assert int(est.argmax()) == int(exact.argmax())
+
+
+def test_fast_paths_equal_model_calls(linear_users) -> None:
+    train, _ = linear_users
+    g = torch.Generator().manual_seed(0)
+    items = torch.from_numpy(train.items[:40])
+    for mode in ("concat", "head"):
+        model = build("vpl", train.dim, latent_dim=3, hidden=16, layers=2, latent_mode=mode)
+        z = torch.randn(5, 3, generator=g)
+        slow = model.reward(items.unsqueeze(0).expand(5, -1, -1), z)
+        torch.testing.assert_close(reward_matrix(model, items, z), slow, atol=1e-5, rtol=1e-5)
+    ca, cb = items[:3], items[3:6]
+    ea, eb = items[6:18].view(4, 3, -1), items[18:30].view(4, 3, -1)
+    fast = extended_posteriors(model, ca, cb, ea, eb)
+    full = model.encode(torch.cat([ca.expand(4, -1, -1), ea], 1),
+                        torch.cat([cb.expand(4, -1, -1), eb], 1), torch.ones(4, 6, dtype=bool))
+    torch.testing.assert_close(fast.mean, full.mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.logvar, full.logvar, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["random", "info-gain", "paper"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sequential_loop_never_reasks(trained, linear_users, strategy: str, batch: int) -> None:
+    _, test = linear_users
+    res = run_active(trained, test, strategy, budget=8, batch=batch, eval_pairs=10, pool_size=12,
+                     users=list(range(6)), progress=False)
+    assert res.accuracy.shape == (6, 9) and not np.isnan(res.accuracy).any()
+    for asked in res.asked:
+        assert len(asked) == 8 and len(set(asked)) == 8
+    # evaluation pairs are never queried
+    for u, asked in enumerate(res.asked):
+        assert set(asked).issubset(set(test.by_user()[u].tolist()))
+
+
+def test_session_exhausts_pool_without_repeats(trained, linear_users) -> None:
+    _, test = linear_users
+    pool = CandidatePool.from_pairs(test, test.by_user()[0][:7])
+    session = ActiveSession(trained, pool, strategy="info-gain", seed=0)
+    seen = []
+    while session.remaining:
+        q = session.next_query()
+        seen.append(q)
+        session.answer(q, 1)
+    assert sorted(seen) == list(range(7))
+    with pytest.raises(IndexError):
+        session.next_query()
+
+
+def test_api_round_trip(trained, linear_users) -> None:
+    _, test = linear_users
+    idx = test.by_user()[1]
+    session = ActiveSession(trained, test.subset(idx), strategy="info-gain", seed=3)
+    prior = session.uncertainty()
+    q = session.next_query()
+    assert 0 <= q < len(idx)
+    session.answer(q, True)
+    with pytest.raises(ValueError):
+        session.answer(q, False)
+    z = session.latent()
+    assert z.shape == (trained.latent_dim,)
+    # the latent is the encoder's posterior mean for exactly the answered comparison
+    x = torch.from_numpy(test.items)
+    post = trained.encode(x[test.chosen[idx[q]]].view(1, 1, -1),
+                          x[test.rejected[idx[q]]].view(1, 1, -1), torch.ones(1, 1, dtype=bool))
+    torch.testing.assert_close(z, post.mean[0])
+    batch = session.next_batch(3)
+    assert len(set(batch)) == 3 and q not in batch
+    for b in batch:
+        session.answer(b, 0)
+    pred = session.predict()
+    assert pred.prob.shape == (len(idx),) and (pred.mutual_info >= 0).all()
+    assert set(prior) == {"entropy", "variance"}
+    assert sample_latents(session.posterior(), 7).shape == (7, trained.latent_dim)
+
+
+def test_queries_to_reach() -> None:
+    assert queries_to_reach([0.5, 0.6, 0.8, 0.9], 0.8) == 2
+    assert queries_to_reach([0.5, 0.6], 0.8) is None
+
+
+def test_cli_round_trip(trained, linear_users, tmp_path, monkeypatch, capsys) -> None:
+    import vpl.pipeline
+    from vpl.checkpoint import save_model
+    from vpl.cli import main
+
+    _, test = linear_users
+    run = tmp_path / "run"
+    save_model(trained, run)
+    small = test.subset(np.flatnonzero(test.user < 4))
+    monkeypatch.setattr(vpl.pipeline, "load_pairs", lambda path, run_dir=None, **kw: small)
+    for strategy in ("random", "info-gain"):
+        rc = main(["active", "--run", str(run), "--data", "unused.jsonl", "--strategy", strategy,
+                   "--budget", "4", "--eval-pairs", "10", "--json", "--quiet"])
+        assert rc == 0
+        out = json.loads(capsys.readouterr().out)
+        assert len(out["curve"]) == 5
+    stored = json.loads((run / "active" / "active.json").read_text())
+    assert set(stored["strategies"]) == {"random", "info-gain"}
+    assert (run / "active" / "active_curves.png").stat().st_size > 0
+    assert main(["active", "--run", str(run), "--data", "x", "--strategy", "paper", "--budget",
+                 "3", "--quiet"]) == 0
+    assert "paper" in capsys.readouterr().out

@@ -1,0 +1,41 @@
+"""End-to-end smoke runs of `vpl data maze` and `vpl control run` with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+
+from vpl.control.cli import main
+from vpl.models import REGISTRY
+
+TINY = ["--iql-steps", "30", "--eval-every", "15", "--reward-epochs", "1", "--episodes", "20",
+        "--users-per-goal", "12", "--quiet"]
+
+
+def test_data_then_control_run_vpl_spo(tmp_path) -> None:
+    data = tmp_path / "data"
+    assert main(["data", "maze", "--goals", "2", "--out", str(data), "--seed", "1",
+                 "--noise", "0.1"]) == 0
+    assert (data / "meta.json").exists() and (data / "exploration.npz").exists()
+    out = tmp_path / "run"
+    assert main(["control", "run", "--goals", "2", "--reward", "vpl-spo", "--out", str(out),
+                 "--data", str(data), *TINY]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0.0 <= res["success_rate"] <= 1.0
+    assert set(res["per_goal"]) == {"A", "B"}
+    assert [c["step"] for c in res["curve"]] == [15, 30]
+    assert (out / "reward_maps.png").exists() and (out / "rollouts.png").exists()
+    assert (out / "policy" / "policy.safetensors").exists()
+
+
+def test_control_run_oracle_four_goals(tmp_path) -> None:
+    out = tmp_path / "oracle"
+    assert main(["control", "run", "--goals", "4", "--reward", "oracle", "--out", str(out),
+                 "--no-plots", *TINY]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["per_goal"]) == {"A", "B", "C", "D"}
+
+
+def test_dpl_without_model_fails_clearly(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delitem(REGISTRY, "dpl-meanvar", raising=False)
+    assert main(["control", "run", "--reward", "dpl", "--out", str(tmp_path), *TINY]) == 2
+    assert "dpl-meanvar" in capsys.readouterr().err
