@@ -169,7 +169,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from vpl.bench import run_bench
 
-    run_bench(args.suite, args.out, seeds=args.seeds)
+    run_bench(args.suite, args.out, seeds=args.seeds, models=args.models, jobs=args.jobs,
+              hh_path=args.hh_data, progress=not args.quiet)
     return 0
 
 
@@ -240,9 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="every model on every dataset of a suite, with a report")
-    b.add_argument("--suite", default="quick")
-    b.add_argument("--out", required=True)
-    b.add_argument("--seeds", type=int, default=None)
+    b.add_argument("--suite", default="quick", help="tiny, quick (< 10 min) or full")
+    b.add_argument("--out", required=True, help="directory for report.md, results.json, PNGs")
+    b.add_argument("--seeds", type=int, default=None, help="override the suite's seed count")
+    b.add_argument("--models", nargs="+", default=None,
+                   help="subset of models (default: the suite's); see vpl.bench.MODEL_VARIANTS")
+    b.add_argument("--jobs", type=int, default=0,
+                   help="worker processes (default: one per CPU core)")
+    b.add_argument("--hh-data", default=None,
+                   help="relabeled HH-RLHF directory (default: ../shared/data beside the repo)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
 
     for mod, fn in (("vpl.control.cli", "add_control_commands"),

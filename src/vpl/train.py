@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimization settings shared by all models."""
 
-    epochs: int = 40
+    epochs: int = 60
     """Maximum passes over the training pairs."""
     lr: float = 1e-3
     """Adam learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
-    users_per_batch: int = 32
+    users_per_batch: int = 8
     """Target groups (each from one user) per batch."""
     targets_per_user: int = 8
     """Target pairs scored per group; they share one context."""
@@ -39,7 +39,7 @@ class TrainConfig:
     """Train half the groups with a context size drawn from 0..K so any K works at test time."""
     kl_schedule: str = "linear"
     """KL annealing: linear, cosine, cyclical or constant."""
-    patience: int = 6
+    patience: int = 10
     """Stop after this many epochs without a better validation accuracy."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""

@@ -219,11 +219,10 @@ def extended_posteriors(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Te
     k = ctx_a.shape[0]
     mask = torch.ones(m, k + e, dtype=torch.bool)
     if isinstance(model, VPL):
-        h_ctx = model.pair_encoder(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0))  # (1, K, H)
-        h_ext = model.pair_encoder(ext_a, ext_b)  # (M, E, H)
+        h_ctx = model.embed_pairs(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0))  # (1, K, H)
+        h_ext = model.embed_pairs(ext_a, ext_b)  # (M, E, H)
         h = torch.cat([h_ctx.expand(m, -1, -1), h_ext], dim=1)  # (M, K+E, H)
-        mean, logvar = model.to_posterior(model.set_encoder(h, mask)).chunk(2, dim=-1)
-        return Posterior(mean, logvar.clamp(model.config.logvar_min, 4.0))  # as VPL.encode
+        return model.pool(h, mask)  # as VPL.encode
     a = torch.cat([ctx_a.unsqueeze(0).expand(m, -1, -1), ext_a], dim=1)  # (M, K+E, D)
     b = torch.cat([ctx_b.unsqueeze(0).expand(m, -1, -1), ext_b], dim=1)
     return model.encode(a, b, mask)

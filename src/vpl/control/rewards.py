@@ -79,10 +79,14 @@ def train_reward_model(reward: str, data: MazeData, cfg: RewardConfig,
     name = model_name(reward)
     overrides: dict[str, object] = {"hidden": cfg.hidden}
     if name == "vpl":
-        overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta)
+        # the configuration the control benchmark was measured with (z concatenated to the
+        # state features, attention pooling, target-only likelihood)
+        overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta, latent_mode="concat",
+                         set_encoder="attention", context_nll=0.0)
     model = build(name, data.maze.feature_dim, **overrides)
     tc = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, lr=cfg.lr,
-                     context_size=cfg.context_size, targets_per_user=8, seed=cfg.seed)
+                     context_size=cfg.context_size, targets_per_user=8, users_per_batch=32,
+                     seed=cfg.seed)
     result = fit(model, data.pairs("train"), data.pairs("val"), tc, progress=progress)
     log.info("%s: val accuracy %.3f in %.1fs", name, result.best_val_accuracy, result.seconds)
     return model, result

@@ -45,7 +45,8 @@ class SentenceEncoder:
         self.path, self.model_id = _resolve(model)
         if cache is True:
             cache = EmbeddingCache()
-        self.cache = cache or None
+        # `cache or None` would drop an empty cache: EmbeddingCache defines __len__.
+        self.cache = cache if isinstance(cache, EmbeddingCache) else None
         self.batch_size = batch_size
         self.device = device
         self.progress = progress
@@ -86,7 +87,7 @@ class SentenceEncoder:
         texts = list(texts)
         uniq = list(dict.fromkeys(texts))
         keys = [text_key(self.model_id, t) for t in uniq]
-        found = self.cache.get(keys) if self.cache else {}
+        found = self.cache.get(keys) if self.cache is not None else {}
         todo = [(k, t) for k, t in zip(keys, uniq, strict=True) if k not in found]
         if todo:
             vecs = self.model.encode(
@@ -96,7 +97,7 @@ class SentenceEncoder:
             ).astype(np.float32)
             new = {k: v for (k, _), v in zip(todo, vecs, strict=True)}
             self.computed += len(new)
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put(new)
             found.update(new)
         by_text = {t: found[k] for k, t in zip(keys, uniq, strict=True)}

@@ -31,7 +31,7 @@ class VPLConfig:
     """Width of the reward MLP and the pair encoder."""
     layers: int = 2
     """Hidden layers of the reward MLP and the pair encoder."""
-    set_encoder: str = "attention"
+    set_encoder: str = "mean"
     """How a user's comparisons are pooled: `attention` (seeded self-attention) or `mean`."""
     heads: int = 4
     """Attention heads in the set encoder."""
@@ -39,9 +39,20 @@ class VPLConfig:
     """Weight of KL(q || prior) relative to the mean per-pair NLL (times the annealing factor)."""
     free_bits: float = 0.0
     """Per-dimension KL floor in nats; > 0 guards against posterior collapse."""
-    latent_mode: str = "concat"
+    latent_mode: str = "head"
     """How z enters the reward: `concat` (MLP on [x, z]) or `head` (z sets a per-user linear
     head on shared reward features, r = phi(x) . (w + A z))."""
+    pair_input: str = "auto"
+    """What the pair encoder reads: `items` (the item vectors [c, r]), `features` (the reward's
+    own feature difference phi(c) - phi(r); needs latent_mode `head`) or `auto` (`features` in
+    head mode, `items` in concat mode). `features` ties what the
+    encoder sees to what z acts on, which keeps the latent in use where `items` collapses."""
+    init_logvar: float = 0.0
+    """Initial posterior log-variance (bias of its output layer). Negative starts with little
+    sampling noise, so the reward learns to use z before the KL term pulls it to the prior."""
+    context_nll: float = 1.0
+    """Weight of the NLL of the context pairs themselves under z (the VAE reconstruction term of
+    the paper's ELBO) added to the NLL of the held-apart target pairs."""
     logvar_min: float = -8.0
     """Lower clamp on the posterior log-variance, for numerical stability."""
 
@@ -58,24 +69,43 @@ class VPL(RewardModel):
         c = config
         if c.latent_mode not in ("concat", "head"):
             raise ValueError(f"unknown latent_mode {c.latent_mode!r} (concat, head)")
+        if c.pair_input not in ("auto", "items", "features"):
+            raise ValueError(f"unknown pair_input {c.pair_input!r} (auto, items, features)")
+        if c.pair_input == "features" and c.latent_mode != "head":
+            raise ValueError("pair_input='features' needs latent_mode='head'")
         self.latent_dim = c.latent_dim
-        self.pair_encoder = PairEncoder(input_dim, c.hidden, c.hidden, c.layers)
+        self.pair_input = c.pair_input if c.pair_input != "auto" else \
+            ("features" if c.latent_mode == "head" else "items")
+        if self.pair_input == "items":
+            self.pair_encoder = PairEncoder(input_dim, c.hidden, c.hidden, c.layers)
+        else:
+            self.pair_encoder = mlp(c.hidden, c.hidden, c.hidden, c.layers)
         self.set_encoder = SetEncoder(c.hidden, c.set_encoder, c.heads)
         self.to_posterior = nn.Linear(c.hidden, 2 * c.latent_dim)
+        with torch.no_grad():
+            self.to_posterior.bias[c.latent_dim:] = c.init_logvar
         if c.latent_mode == "concat":
             self.reward_net = mlp(input_dim + c.latent_dim, c.hidden, 1, c.layers, out_bias=False)
         else:
-            self.features = mlp(input_dim, c.hidden, c.hidden, c.layers - 1)
+            self.features = mlp(input_dim, c.hidden, c.hidden, c.layers - 1, out_bias=False)
             self.head_base = nn.Parameter(torch.randn(c.hidden) / c.hidden**0.5)
             self.head_from_z = nn.Linear(c.latent_dim, c.hidden, bias=False)
+
+    def embed_pairs(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+        """Per-comparison vectors (..., H) of the pair encoder, before pooling."""
+        if self.pair_input == "items":
+            return self.pair_encoder(chosen, rejected)
+        return self.pair_encoder(self.features(chosen) - self.features(rejected))
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor) -> Posterior:
+        """q(z | context) from per-pair vectors (B, K, H) and mask (B, K)."""
+        mean, logvar = self.to_posterior(self.set_encoder(h, mask)).chunk(2, dim=-1)
+        return Posterior(mean, logvar.clamp(self.config.logvar_min, 4.0))
 
     def encode(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                ctx_mask: torch.Tensor) -> Posterior:
         """q(z | context) from padded context pairs (B, K, D) and mask (B, K)."""
-        h = self.pair_encoder(ctx_chosen, ctx_rejected)  # (B, K, H)
-        pooled = self.set_encoder(h, ctx_mask)  # (B, H)
-        mean, logvar = self.to_posterior(pooled).chunk(2, dim=-1)  # (B, Z) each
-        return Posterior(mean, logvar.clamp(self.config.logvar_min, 4.0))
+        return self.pool(self.embed_pairs(ctx_chosen, ctx_rejected), ctx_mask)
 
     def posterior(self, batch: ContextBatch) -> Posterior:
         return self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
@@ -102,6 +132,9 @@ class VPL(RewardModel):
         z = self._latent(post, sample=True)
         logits = self.reward(batch.chosen, z) - self.reward(batch.rejected, z)
         nll = bradley_terry_nll(logits, batch.target_mask)
+        if self.config.context_nll > 0 and batch.ctx_mask.any():
+            ctx_logits = self.reward(batch.ctx_chosen, z) - self.reward(batch.ctx_rejected, z)
+            nll = nll + self.config.context_nll * bradley_terry_nll(ctx_logits, batch.ctx_mask)
         kl = kl_with_free_bits(post.mean, post.logvar, self.config.free_bits)
         loss = nll + self.config.beta * kl_weight * kl
         return LossOutput(loss, logits, {"nll": nll.item(), "kl": kl.item()})
