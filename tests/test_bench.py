@@ -43,7 +43,7 @@ def test_bench_tiny_end_to_end(tmp_path, capsys):
         assert f"| {model} |" in report
     table = results["table"]["personas-2-tiny"]
     assert set(table) == set(suite.models)
-    for model, cell in table.items():
+    for cell in table.values():
         assert set(cell["curve"]) == {str(k) for k in suite.ks}
         for point in cell["curve"].values():
             assert 0.0 <= point["accuracy"] <= 1.0
