@@ -31,7 +31,7 @@ from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import make_split
 
-SHARED_HH = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "relabeled_hh_rlhf"
+SHARED_HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "relabeled_hh_rlhf"
 """Where the relabeled HH-RLHF data sits in a checkout (`../shared/data` beside the repo)."""
 
 MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -87,8 +87,9 @@ SUITES: dict[str, Suite] = {
         (BenchData("pets-controversial", "pets", "controversial", _SMALL),
          BenchData("personas-4", "personas", "4", _SMALL),
          BenchData("personas-continuous", "personas", "continuous",
-                   {"users_per_type": 8, "test_users_per_type": 3, "pairs_per_user": 40})),
+                   {"users_per_type": 30, "test_users_per_type": 10, "pairs_per_user": 40})),
         seeds=1),
+    "hh": Suite("hh", (BenchData("hh-relabeled", "hh"),), seeds=1, ks=(0, 4, 8, 16)),
     "full": Suite(
         "full",
         (BenchData("pets-full", "pets", "full"),

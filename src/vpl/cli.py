@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="every model on every dataset of a suite, with a report")
-    b.add_argument("--suite", default="quick", help="tiny, quick (< 10 min) or full")
+    b.add_argument("--suite", default="quick",
+                   help="tiny, quick (< 10 min), hh (relabeled HH-RLHF only) or full")
     b.add_argument("--out", required=True, help="directory for report.md, results.json, PNGs")
     b.add_argument("--seeds", type=int, default=None, help="override the suite's seed count")
     b.add_argument("--models", nargs="+", default=None,
