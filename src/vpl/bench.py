@@ -51,6 +51,9 @@ paper's formulation (z concatenated to the item, encoder on raw items), kept to 
 
 ALL_MODELS = tuple(MODEL_VARIANTS)
 
+MIN_USERS_FOR_CI = 5
+"""With fewer users (relabeled HH-RLHF has two), CIs are binomial over pairs instead."""
+
 
 @dataclass(frozen=True)
 class BenchData:
@@ -87,7 +90,7 @@ SUITES: dict[str, Suite] = {
         (BenchData("pets-controversial", "pets", "controversial", _SMALL),
          BenchData("personas-4", "personas", "4", _SMALL),
          BenchData("personas-continuous", "personas", "continuous",
-                   {"users_per_type": 30, "test_users_per_type": 10, "pairs_per_user": 40})),
+                   _SMALL)),
         seeds=1),
     "hh": Suite("hh", (BenchData("hh-relabeled", "hh"),), seeds=1, ks=(0, 4, 8, 16)),
     "full": Suite(
@@ -225,9 +228,15 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
                     for u, a in r["curve"][k]["per_user"].items():
                         users.setdefault(u, []).append(a)
                 per_user = [float(np.mean(v)) for v in users.values()]
+                if len(per_user) >= MIN_USERS_FOR_CI:
+                    ci_users = _ci(per_user)
+                else:  # too few users for an interval over users: binomial over pairs
+                    n = sum(r["curve"][k]["n_pairs"] for r in runs)
+                    p = float(np.mean(accs))
+                    ci_users = float(1.96 * np.sqrt(p * (1 - p) / max(n, 1)))
                 cell["curve"][k] = {
                     "accuracy": float(np.mean(accs)), "ci_seeds": _ci(accs),
-                    "ci_users": _ci(per_user),
+                    "ci_users": ci_users,
                     "accuracy_item_disjoint": float(np.nanmean(disj)),
                     "worst_user": float(np.mean([r["curve"][k]["worst_user_accuracy"]
                                                  for r in runs])),
@@ -260,7 +269,8 @@ def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
              f"{os.cpu_count()} CPU core(s). Accuracy on test pairs (unseen users, except "
              "relabeled HH-RLHF: held-out pairs of its two users), each scored with a context "
              "of K other pairs of the same user. ± is a 95% CI over seeds when there are "
-             "several, otherwise over users.", ""]
+             "several, otherwise over users (over pairs where there are fewer than "
+             f"{MIN_USERS_FOR_CI} users).", ""]
     for name in skipped:
         lines += [f"*{name}: skipped (data not found).*", ""]
     for ds, models in table.items():
