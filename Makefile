@@ -25,4 +25,5 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/core_bench.py
+	$(BIN)/python benchmarks/core_bench.py --out benchmarks/results/core.md
+	$(BIN)/vpl bench --suite quick --out benchmarks/results/bench-quick
