@@ -24,8 +24,10 @@ def _batch(B=3, T=2, K=5, D=12, seed=0):
 
 VPL_VARIANTS = [
     {},
-    {"set_encoder": "mean"},
-    {"latent_mode": "head"},
+    {"set_encoder": "attention"},
+    {"latent_mode": "concat"},
+    {"latent_mode": "concat", "set_encoder": "attention"},
+    {"latent_mode": "head", "pair_input": "items"},
 ]
 
 
@@ -130,6 +132,29 @@ def test_build_rejects_unknown():
     with pytest.raises(ValueError, match="no option"):
         build("btl", 3, latent_dim=4)
     assert {"btl", "vpl"} <= set(REGISTRY)
+
+
+def test_vpl_rejects_feature_input_without_head():
+    with pytest.raises(ValueError, match="needs latent_mode='head'"):
+        build("vpl", 12, latent_mode="concat", pair_input="features")
+
+
+def test_context_likelihood_adds_the_context_pairs_nll():
+    b = _batch()
+    torch.manual_seed(0)
+    with_ctx = build("vpl", 12, latent_dim=4, hidden=16, context_nll=1.0, init_logvar=-8.0)
+    without = build("vpl", 12, latent_dim=4, hidden=16, context_nll=0.0, init_logvar=-8.0)
+    without.load_state_dict(with_ctx.state_dict())
+    torch.manual_seed(1)
+    nll_with = with_ctx.loss(b, kl_weight=0.0).metrics["nll"]
+    torch.manual_seed(1)
+    nll_without = without.loss(b, kl_weight=0.0).metrics["nll"]
+    # z ~ q with std e^-4: the context pairs' own NLL under (nearly) the posterior mean
+    post = with_ctx.posterior(b)
+    ctx_logits = (with_ctx.reward(b.ctx_chosen, post.mean)
+                  - with_ctx.reward(b.ctx_rejected, post.mean))
+    ctx_nll = torch.nn.functional.softplus(-ctx_logits)[b.ctx_mask].mean().item()
+    assert nll_with - nll_without == pytest.approx(ctx_nll, abs=1e-2)
 
 
 def test_vpl_personalizes_where_btl_cannot(linear_users):
