@@ -143,3 +143,15 @@ def test_personas_determinism_and_bad_users() -> None:
     with pytest.raises(ValueError, match="bogus"):
         generate_personas("bogus")
     assert user_utility({"detail": 2.0}, dict(zip(ATTRIBUTES, (1, 3, 3, 3), strict=True))) == 2.0
+
+
+def test_personas_question_splits() -> None:
+    train, test = persona_questions("train"), persona_questions("test")
+    topics = {q.topic for q in train + test}
+    for topic in topics:
+        assert sum(q.topic == topic for q in train) >= 4
+        assert sum(q.topic == topic for q in test) == 1
+    assert len({q.prompt for q in train + test}) == len(train) + len(test)
+    train_facts = {f for q in train for f in q.facts + q.examples}
+    test_facts = {f for q in test for f in q.facts + q.examples}
+    assert not train_facts & test_facts

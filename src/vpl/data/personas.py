@@ -97,7 +97,8 @@ _CAVEATS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Two questions per topic: the first is a train question, the second a test question.
+# One (train question, test question) pair per topic; more train questions follow in
+# `_EXTRA_TRAIN_QUESTIONS`.
 _QUESTIONS: tuple[tuple[_Question, _Question], ...] = (
     (
         _Question(
@@ -332,6 +333,313 @@ _QUESTIONS: tuple[tuple[_Question, _Question], ...] = (
     ),
 )
 
+# Extra train-only questions, three per topic, so that each topic has four train questions
+# (the first element of its `_QUESTIONS` pair plus these) and one test question.
+_EXTRA_TRAIN_QUESTIONS: tuple[_Question, ...] = (
+    _Question(
+        "cooking", "How do I cook rice so it is not sticky or mushy?",
+        ("Rinse the rice in cold water until the water runs almost clear.",
+         "Measure the water carefully, using about one and a half cups per cup of long-grain "
+         "rice.",
+         "Keep the lid on and the heat low once the water comes to a boil.",
+         "Let the rice rest off the heat for ten minutes before fluffing it with a fork."),
+        ("basmati rice turns out light and separate when rinsed well",
+         "a rice cooker switches itself off when the water is absorbed",
+         "a pinch of salt and a little butter in the pot add flavour"),
+    ),
+    _Question(
+        "cooking", "How can I waste less food in my kitchen?",
+        ("Check what is already in the fridge before you write a shopping list.",
+         "Store older food at the front of the shelves so it gets used first.",
+         "Freeze bread, meat and ripe fruit before they go off.",
+         "Plan one meal a week built entirely from leftovers."),
+        ("soft bananas can be frozen and blended into smoothies",
+         "vegetable peelings can be simmered into a simple stock",
+         "stale bread makes good breadcrumbs or croutons"),
+    ),
+    _Question(
+        "cooking", "Which kitchen tools does a beginner cook really need?",
+        ("Buy one good chef's knife before anything else.",
+         "Use a large wooden or plastic chopping board that stays put on the counter.",
+         "Get one heavy frying pan and one medium saucepan with a lid.",
+         "Add a few basics such as a peeler, a grater and a pair of tongs."),
+        ("a 20 cm chef's knife handles most chopping jobs",
+         "a damp cloth under the board stops it from sliding",
+         "a cast-iron pan lasts for decades with basic care"),
+    ),
+    _Question(
+        "travel", "How can I find cheaper flights?",
+        ("Compare prices across several dates rather than searching for one fixed day.",
+         "Book a few weeks ahead for short trips and a few months ahead for long ones.",
+         "Look at nearby airports as well as the main one.",
+         "Set price alerts so you are told when fares drop."),
+        ("flying on a Tuesday is often cheaper than flying on a Friday",
+         "a smaller airport an hour away can save a noticeable amount",
+         "a flexible-date search shows a whole month of fares at once"),
+    ),
+    _Question(
+        "travel", "How do I prepare for a trip to a country where I do not speak the language?",
+        ("Learn a handful of polite phrases such as hello, please and thank you.",
+         "Download an offline map and a translation app before you leave.",
+         "Write your hotel address in the local script to show taxi drivers.",
+         "Carry some local cash for places that do not take cards."),
+        ("a translation app can read a printed menu through the camera",
+         "a saved screenshot of the hotel address works without mobile data",
+         "pointing at pictures on a menu works almost everywhere"),
+    ),
+    _Question(
+        "travel", "How do I choose a good place to stay on holiday?",
+        ("Decide which area you want to be in before comparing individual places.",
+         "Read recent reviews, paying attention to comments about noise and cleanliness.",
+         "Check the cancellation policy before you pay.",
+         "Compare the total price including taxes and cleaning fees."),
+        ("a hotel near a metro station saves time and taxi fares",
+         "an apartment with a kitchen cuts the cost of eating out",
+         "a guesthouse run by locals often comes with good tips about the area"),
+    ),
+    _Question(
+        "coding", "How do I find a bug in a program that gives the wrong result?",
+        ("Reproduce the problem reliably with the smallest input you can find.",
+         "Print or inspect the values of key variables at each step.",
+         "Check your assumptions one by one instead of guessing.",
+         "Use a debugger to pause the program and step through it line by line."),
+        ("a loop that runs one time too many because of a wrong boundary",
+         "a variable that is reset inside a loop instead of before it",
+         "a string of digits compared with a number"),
+    ),
+    _Question(
+        "coding", "How should I start using Git for my projects?",
+        ("Create a repository in your project folder with git init.",
+         "Commit small, related changes together with a clear message.",
+         "Create a branch for each new feature or fix.",
+         "Push your repository to a hosting service so it is backed up."),
+        ("a commit message such as Fix rounding in invoice totals",
+         "a branch called add-login-page for a new feature",
+         "a .gitignore file that leaves out build folders"),
+    ),
+    _Question(
+        "coding", "How can I make a slow script run faster?",
+        ("Measure first with a profiler to find where the time actually goes.",
+         "Move repeated work out of loops.",
+         "Choose a suitable data structure, such as a set for fast membership checks.",
+         "Cache results that are expensive to compute and needed more than once."),
+        ("replacing a list lookup inside a loop with a set lookup",
+         "reading a file once instead of on every iteration",
+         "using a vectorised library call instead of a Python loop over numbers"),
+    ),
+    _Question(
+        "fitness", "How should I warm up before a workout?",
+        ("Start with five minutes of light cardio to raise your heart rate.",
+         "Move through the joints you are about to use with controlled movements.",
+         "Do a few lighter sets of your first exercise.",
+         "Save long, static stretches for after the session."),
+        ("brisk walking or easy cycling for the first few minutes",
+         "leg swings and arm circles before a run",
+         "a set of squats with an empty bar before lifting heavier"),
+    ),
+    _Question(
+        "fitness", "How can I become more flexible?",
+        ("Stretch when your muscles are warm, such as after exercise.",
+         "Hold each stretch for about thirty seconds without bouncing.",
+         "Stretch most days, since regular practice matters more than long sessions.",
+         "Breathe slowly and relax into each position rather than forcing it."),
+        ("a hamstring stretch with one leg resting on a low step",
+         "a ten-minute yoga routine before bed",
+         "a calf stretch against a wall after a run"),
+    ),
+    _Question(
+        "fitness", "How do I stay motivated to exercise regularly?",
+        ("Set a small, specific goal that you can reach within a few weeks.",
+         "Schedule your workouts at fixed times, like any other appointment.",
+         "Choose activities that you actually enjoy.",
+         "Track your progress so you can see how far you have come."),
+        ("signing up for a local 5K race two months away",
+         "meeting a friend for a walk every Saturday morning",
+         "ticking off each workout on a calendar by the door"),
+    ),
+    _Question(
+        "money", "How do I make a monthly budget that I can stick to?",
+        ("List your income and your fixed bills for the month.",
+         "Track your spending for a few weeks to see where the money really goes.",
+         "Give every category a limit, including a small amount for fun.",
+         "Review the budget at the end of each month and adjust it."),
+        ("the 50/30/20 rule splits income between needs, wants and savings",
+         "a separate spending account holds the money for groceries and outings",
+         "a simple spreadsheet with one row per category"),
+    ),
+    _Question(
+        "money", "How can I pay off credit card debt faster?",
+        ("Always pay at least the minimum on every card to avoid penalties.",
+         "Put any extra money toward the card with the highest interest rate.",
+         "Stop adding new purchases to the cards you are paying off.",
+         "Ask your card provider whether they can offer a lower rate."),
+        ("paying 100 more than the minimum each month can cut years off the balance",
+         "a balance transfer card with a zero percent introductory rate",
+         "listing every debt with its rate to decide which to clear first"),
+    ),
+    _Question(
+        "money", "How should I start saving for retirement?",
+        ("Start as early as you can, because compound growth needs time.",
+         "Join your employer's pension scheme, especially if they match contributions.",
+         "Choose low-cost index funds rather than trying to pick individual shares.",
+         "Raise your contribution rate whenever you get a pay rise."),
+        ("an employer match of 5 percent is extra money on top of your salary",
+         "a global index fund spreads your money across thousands of companies",
+         "raising your contribution by 1 percent each year is barely noticeable"),
+    ),
+    _Question(
+        "gardening", "How do I start a compost heap?",
+        ("Pick a shady, level spot with bare soil underneath.",
+         "Mix green material such as vegetable scraps with brown material such as dry leaves.",
+         "Keep the heap about as damp as a wrung-out sponge.",
+         "Turn the heap every few weeks to let air in and speed things up."),
+        ("shredded cardboard balances a bucket of kitchen scraps",
+         "grass clippings heat the heap up quickly",
+         "a closed bin keeps the heap tidy in a small garden"),
+    ),
+    _Question(
+        "gardening", "How can I grow herbs on a windowsill?",
+        ("Choose the sunniest window you have, ideally one facing south.",
+         "Use small pots with drainage holes and a light potting mix.",
+         "Water when the surface of the soil feels dry.",
+         "Pinch off the top leaves regularly so the plants grow bushy."),
+        ("basil thrives on a warm, sunny sill in summer",
+         "mint grows so strongly that it is best kept in its own pot",
+         "chives regrow quickly after you snip them"),
+    ),
+    _Question(
+        "gardening", "How can I attract bees and butterflies to my garden?",
+        ("Plant a variety of flowers that bloom from spring to autumn.",
+         "Group plants of the same kind together so insects find them easily.",
+         "Leave a corner of the garden a little wild.",
+         "Provide a shallow dish of water with stones to land on."),
+        ("lavender is visited by bees all summer",
+         "a patch of unmown grass lets clover and wildflowers bloom",
+         "a buddleia bush draws butterflies in late summer"),
+    ),
+    _Question(
+        "home repair", "How do I clear a slow-draining bathroom sink?",
+        ("Remove the stopper and pull out any hair caught underneath.",
+         "Use a plunger with the overflow hole covered by a wet cloth.",
+         "Unscrew and clean the U-shaped trap under the sink.",
+         "Run hot water for a minute afterwards to flush the pipe."),
+        ("a plastic drain snake with barbs pulls out clumps of hair",
+         "a bucket under the trap catches the water when you open it",
+         "a mesh drain cover stops hair from building up again"),
+    ),
+    _Question(
+        "home repair", "How can I fix a door that squeaks and sticks?",
+        ("Find out whether the noise comes from the hinges or the door rubbing the frame.",
+         "Lubricate squeaky hinges, working the door back and forth afterwards.",
+         "Tighten any loose hinge screws.",
+         "Plane or sand the edge only where the door rubs."),
+        ("a few drops of light oil on the hinge pin usually stops squeaking",
+         "a longer screw reaches solid wood when the old hole is stripped",
+         "rubbing chalk on the edge shows where the door is catching"),
+    ),
+    _Question(
+        "home repair", "How do I replace the sealant around a bath or shower?",
+        ("Cut away and scrape out all of the old sealant.",
+         "Clean and dry the joint completely before you start.",
+         "Apply a steady, even bead of new silicone along the joint.",
+         "Leave it to cure for at least a day before using the shower."),
+        ("masking tape on both sides of the joint gives a neat line",
+         "filling the bath with water first stops the seal from splitting later",
+         "a sealant smoothing tool gives a clean, curved finish"),
+    ),
+    _Question(
+        "sleep", "How can I stop waking up in the middle of the night?",
+        ("Limit alcohol in the evening, because it disturbs the second half of the night.",
+         "Keep the bedroom cool enough that you do not wake up too warm.",
+         "Avoid large drinks in the last two hours before bed.",
+         "If you lie awake for a long time, get up and do something quiet until you feel "
+         "sleepy."),
+        ("blackout curtains stop early summer light from waking you",
+         "a fan or white-noise machine masks traffic noise",
+         "reading in dim light in another room until your eyes feel heavy"),
+    ),
+    _Question(
+        "sleep", "How do I nap without feeling groggy afterwards?",
+        ("Keep naps to about twenty minutes.",
+         "Nap in the early afternoon rather than in the evening.",
+         "Set an alarm so you do not drift into deep sleep.",
+         "Get some light and move around as soon as you wake up."),
+        ("a short rest after lunch fits the natural afternoon dip",
+         "drinking a coffee just before a short nap helps some people wake up alert",
+         "lying down in a dim room with an eye mask"),
+    ),
+    _Question(
+        "sleep", "How can I become more of a morning person?",
+        ("Move your bedtime earlier by fifteen minutes every few days.",
+         "Open the curtains or go outside soon after waking.",
+         "Keep the same wake-up time even when you went to bed late.",
+         "Plan something you look forward to early in the day."),
+        ("placing the alarm across the room so you have to get up",
+         "a lamp that brightens gradually before the alarm goes off",
+         "a favourite breakfast waiting as a reason to get up"),
+    ),
+    _Question(
+        "studying", "How can I take better notes in lectures?",
+        ("Read the slides or chapter before the lecture.",
+         "Write down key ideas in your own words instead of copying everything.",
+         "Leave space to add questions and links between ideas.",
+         "Review and tidy your notes within a day of the lecture."),
+        ("the Cornell method divides the page into notes, cues and a summary",
+         "a quick diagram linking causes and effects",
+         "a star in the margin next to anything the lecturer repeats"),
+    ),
+    _Question(
+        "studying", "How do I stop putting off my assignments?",
+        ("Break each assignment into small steps with their own deadlines.",
+         "Start with a task small enough to finish in a few minutes.",
+         "Remove distractions such as your phone while you work.",
+         "Decide in advance exactly when and where you will work."),
+        ("writing only the first paragraph of an essay today",
+         "leaving your phone in another room for an hour",
+         "booking a library desk for two hours every Tuesday"),
+    ),
+    _Question(
+        "studying", "How should I write a good essay?",
+        ("Make sure you understand exactly what the question is asking.",
+         "Plan your main argument and the points that support it before writing.",
+         "Start each paragraph with a clear statement of its point.",
+         "Leave time to edit, reading the draft aloud to catch errors."),
+        ("a one-line thesis written at the top of your plan",
+         "a quotation from a source followed by your own explanation",
+         "cutting a paragraph that does not answer the question"),
+    ),
+    _Question(
+        "photography", "How do I take sharp photos of pets and children who will not keep still?",
+        ("Use a fast shutter speed, since movement causes most blur.",
+         "Switch to burst mode and take several shots in a row.",
+         "Get down to their eye level.",
+         "Shoot in good light so the camera does not need slow settings."),
+        ("a shutter speed of 1/500 second freezes a running dog",
+         "a squeaky toy held above the lens draws their eyes to the camera",
+         "photos taken outdoors on a bright, overcast day"),
+    ),
+    _Question(
+        "photography", "How can I take better portraits of my friends?",
+        ("Place your subject in soft, even light, such as open shade.",
+         "Focus on the eyes.",
+         "Choose a simple background that does not distract.",
+         "Chat with your subject so their expression stays relaxed."),
+        ("a portrait mode that blurs the background behind a face",
+         "standing a few steps back and zooming in for a more flattering look",
+         "a white wall that bounces light back onto the face"),
+    ),
+    _Question(
+        "photography", "How should I back up and organise my photos?",
+        ("Keep at least two copies of every photo in different places.",
+         "Copy new photos off your camera or phone regularly.",
+         "Organise folders by year and then by event.",
+         "Delete blurry shots and near duplicates soon after copying."),
+        ("an external drive plus a cloud backup service",
+         "a folder named 2024-07 Lake District holiday",
+         "marking your favourites with a star so they are easy to find later"),
+    ),
+)
+
 _EXAMPLE_LEADS = ("For example, ", "As another example, ", "One more example: ")
 _OPENERS: tuple[tuple[str, ...], ...] = (
     ("ok so ", "yo, ", "lol ok so "),
@@ -376,10 +684,16 @@ def _sub_words(text: str, patterns: Sequence[tuple[re.Pattern[str], str]]) -> st
 
 
 def questions(split: str) -> tuple[_Question, ...]:
-    """The questions of one split ("train" or "test"); the two splits share no question."""
+    """The questions of one split ("train" or "test"); the two splits share no question.
+
+    Train has four questions per topic (the first of each `_QUESTIONS` pair, then
+    `_EXTRA_TRAIN_QUESTIONS`); test has one per topic (the second of each pair).
+    """
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
-    return tuple(pair[0 if split == "train" else 1] for pair in _QUESTIONS)
+    if split == "test":
+        return tuple(pair[1] for pair in _QUESTIONS)
+    return tuple(pair[0] for pair in _QUESTIONS) + _EXTRA_TRAIN_QUESTIONS
 
 
 def render_response(question: _Question, levels: Mapping[str, int], style: int = 0) -> str:
