@@ -138,6 +138,11 @@ def test_sequential_loop_never_reasks(trained, linear_users, strategy: str, batc
     res = run_active(trained, test, strategy, budget=8, batch=batch, eval_pairs=10, pool_size=12,
                      users=list(range(6)), progress=False)
     assert res.accuracy.shape == (6, 9) and not np.isnan(res.accuracy).any()
+    # predictive entropy of the evaluation pairs: binary entropies, in [0, log 2]
+    assert res.predictive_entropy is not None and res.predictive_entropy.shape == (6, 9)
+    assert (res.predictive_entropy >= 0).all() and (res.predictive_entropy <= math.log(2)).all()
+    corr = res.to_dict()["predictive_entropy_accuracy_spearman"]
+    assert corr is None or math.isnan(corr) or -1.0 <= corr <= 1.0
     for asked in res.asked:
         assert len(asked) == 8 and len(set(asked)) == 8
     # evaluation pairs are never queried

@@ -96,3 +96,34 @@ def test_policy_save_load_round_trip(tmp_path) -> None:
     z = np.repeat(lat[:1], 5, 0)
     np.testing.assert_allclose(pol.act(pos, z), again.act(pos, z), atol=1e-6)
     assert again.latent_dim == 2 and again.maze.goals == maze.goals
+
+
+def test_reward_model_training_is_seeded() -> None:
+    """Same seed, same weights: the initialization happens inside the seeded run."""
+    from vpl.control.offline import MazeDataConfig, generate
+    from vpl.control.rewards import RewardConfig, train_reward_model
+
+    data = generate(MazeDataConfig(goals=2, episodes=30, train_users_per_goal=6,
+                                   test_users_per_goal=1))
+    cfg = RewardConfig(epochs=2, hidden=16, seed=3)
+    torch.manual_seed(123)  # a different global RNG state before each run must not matter
+    a, _ = train_reward_model("vpl", data, cfg)
+    torch.manual_seed(456)
+    b, _ = train_reward_model("vpl", data, cfg)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_vpl_variant_selects_the_configuration() -> None:
+    from vpl.control.offline import MazeDataConfig, generate
+    from vpl.control.rewards import RewardConfig, train_reward_model
+
+    data = generate(MazeDataConfig(goals=2, episodes=30, train_users_per_goal=4,
+                                   test_users_per_goal=1))
+    paper, _ = train_reward_model("vpl-spo", data, RewardConfig(epochs=1, hidden=16))
+    default, _ = train_reward_model("vpl-spo", data, RewardConfig(epochs=1, hidden=16,
+                                                                  vpl_variant="default"))
+    assert paper.config.latent_mode == "concat" and paper.config.set_encoder == "attention"
+    assert default.config.latent_mode == "head" and default.config.context_nll == 1.0
+    with pytest.raises(ValueError, match="vpl_variant"):
+        train_reward_model("vpl", data, RewardConfig(vpl_variant="nope"))

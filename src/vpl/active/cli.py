@@ -26,10 +26,14 @@ def add_active_command(subparsers: argparse._SubParsersAction) -> None:
         description="For each unseen user, pick comparisons from the user's query pool with a "
         "strategy, answer them with the data's labels, and record accuracy on the user's "
         "held-out evaluation pairs after every answer.")
-    a.add_argument("--run", required=True, help="run directory of a trained latent model")
-    a.add_argument("--data", required=True,
+    a.add_argument("--run", required=True,
+                   help="run directory of a trained latent model (`vpl train`), or of a maze "
+                   "control run (`vpl control run`, holding policy/ and reward_model/): then "
+                   "success of the z-conditioned policy is recorded instead of accuracy")
+    a.add_argument("--data", default=None,
                    help="comparisons of the users to simulate; if the run's split.json lists "
-                   "unseen users present in the file, only those are used")
+                   "unseen users present in the file, only those are used. For a maze run: the "
+                   "maze data folder (default: the run's data/ or ../data/)")
     a.add_argument("--strategy", choices=STRATEGIES, default="info-gain")
     a.add_argument("--budget", type=int, default=8, help="queries per user")
     a.add_argument("--batch", type=int, default=1, help="queries chosen at a time")
@@ -38,6 +42,10 @@ def add_active_command(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--eval-pairs", type=int, default=16, help="evaluation pairs per user")
     a.add_argument("--samples", type=int, default=16,
                    help="posterior samples for info-gain (antithetic pairs)")
+    a.add_argument("--users-per-goal", type=int, default=10,
+                   help="maze: new simulated users per goal")
+    a.add_argument("--episodes", type=int, default=4,
+                   help="maze: evaluation episodes per user and number of answers")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", default=None, help="output directory (default: RUN_DIR/active)")
     a.add_argument("--json", action="store_true", help="print JSON (key `curve`)")
@@ -60,7 +68,8 @@ def _unseen_users(run_dir: Path, data: PairData) -> list[int]:
     return everyone
 
 
-def save_results(out: Path, strategy: str, result: dict[str, Any]) -> dict[str, Any]:
+def save_results(out: Path, strategy: str, result: dict[str, Any],
+                 ylabel: str = "accuracy on held-out pairs") -> dict[str, Any]:
     """Merge one strategy's result into `out/active.json` and replot every stored curve."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS
@@ -74,7 +83,7 @@ def save_results(out: Path, strategy: str, result: dict[str, Any]) -> dict[str, 
     from vpl.data.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(stored, indent=2))
-    plot_curves(stored["strategies"], out / PLOT)
+    plot_curves(stored["strategies"], out / PLOT, ylabel)
     return stored
 
 
@@ -102,6 +111,34 @@ def plot_curves(strategies: dict[str, dict[str, Any]], path: Path,
     plt.close(fig)
 
 
+def _maze_data_dir(run_dir: Path, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    for cand in (run_dir / "data", run_dir.parent / "data"):
+        if (cand / "meta.json").exists():
+            return cand
+    raise FileNotFoundError(f"{run_dir}: no maze data found in {run_dir / 'data'} or "
+                            f"{run_dir.parent / 'data'}; pass --data DIR")
+
+
+def _run_maze(run_dir: Path, args: argparse.Namespace) -> Any:
+    from vpl.active.maze import run_maze_active
+    from vpl.checkpoint import load_model
+    from vpl.control import offline
+    from vpl.control.policy import load_policy
+
+    model = load_model(run_dir / "reward_model")
+    policy = load_policy(run_dir / "policy")
+    data = offline.load(_maze_data_dir(run_dir, args.data))
+    if model.input_dim != data.maze.feature_dim:
+        raise ValueError(f"{run_dir}: the reward model expects {model.input_dim} state features "
+                         f"but the maze data has {data.maze.feature_dim}")
+    return run_maze_active(model, policy, data, args.strategy, budget=args.budget,
+                           users_per_goal=args.users_per_goal, pool_size=args.pool or 256,
+                           episodes=args.episodes, samples=args.samples, batch=args.batch,
+                           seed=args.seed, progress=not args.quiet)
+
+
 def cmd_active(args: argparse.Namespace) -> int:
     """Run one strategy over the unseen users, print and save the curves."""
     from vpl.active.session import run_active
@@ -109,24 +146,32 @@ def cmd_active(args: argparse.Namespace) -> int:
     from vpl.pipeline import load_pairs
 
     run_dir = Path(args.run)
-    model = load_model(run_dir)
-    data = load_pairs(args.data, str(run_dir), progress=not args.quiet)
-    if data.dim != model.input_dim:
-        raise ValueError(f"{args.data}: item vectors have {data.dim} dims but the model in "
-                         f"{run_dir} expects {model.input_dim}")
-    users = _unseen_users(run_dir, data)
-    res = run_active(model, data, args.strategy, budget=args.budget, batch=args.batch,
-                     pool_size=args.pool, eval_pairs=args.eval_pairs, seed=args.seed,
-                     samples=args.samples, users=users, progress=not args.quiet)
+    maze = (run_dir / "policy" / "policy.json").exists()
+    if maze:
+        res = _run_maze(run_dir, args)
+    else:
+        if not args.data:
+            raise ValueError("--data is required for a text model run")
+        model = load_model(run_dir)
+        data = load_pairs(args.data, str(run_dir), progress=not args.quiet)
+        if data.dim != model.input_dim:
+            raise ValueError(f"{args.data}: item vectors have {data.dim} dims but the model in "
+                             f"{run_dir} expects {model.input_dim}")
+        users = _unseen_users(run_dir, data)
+        res = run_active(model, data, args.strategy, budget=args.budget, batch=args.batch,
+                         pool_size=args.pool, eval_pairs=args.eval_pairs, seed=args.seed,
+                         samples=args.samples, users=users, progress=not args.quiet)
     summary = res.to_dict()
     out = Path(args.out) if args.out else run_dir / "active"
-    save_results(out, args.strategy, summary)
+    save_results(out, args.strategy, summary,
+                 ylabel="success rate" if maze else "accuracy on held-out pairs")
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "per_user"}))
         return 0
     n = res.accuracy.shape[1]
     width = max(len(u) for u in res.users)
-    print(f"{args.strategy}: accuracy after 0..{n - 1} queries ({len(res.users)} users)")
+    metric = "success" if maze else "accuracy"
+    print(f"{args.strategy}: {metric} after 0..{n - 1} queries ({len(res.users)} users)")
     print(" " * width + "".join(f"{i:>6d}" for i in range(n)))
     for u, row in zip(res.users, res.accuracy, strict=True):
         print(u.ljust(width) + "".join(f"{v:6.2f}" for v in row))
@@ -134,8 +179,10 @@ def cmd_active(args: argparse.Namespace) -> int:
     print("mean".ljust(width) + "".join(f"{v:6.3f}" for v in summary["curve"]))
     print("ci95".ljust(width) + "".join(f" ±{(h - lo_) / 2:.2f}" for lo_, h in zip(lo, hi,
                                                                                  strict=True)))
-    print(f"posterior entropy vs accuracy (Spearman, per n, mean): "
-          f"{summary['entropy_accuracy_spearman']:+.3f}; median selection "
+    pred = summary.get("predictive_entropy_accuracy_spearman")
+    pred_txt = "" if pred is None else f"; predictive entropy vs {metric}: {pred:+.3f}"
+    print(f"posterior entropy vs {metric} (Spearman, per n, mean): "
+          f"{summary['entropy_accuracy_spearman']:+.3f}{pred_txt}; median selection "
           f"{summary['select_ms_median']:.1f} ms")
     print(f"saved {out / RESULTS} and {out / PLOT}")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,27 @@ class ActiveSession:
         return predictive(candidate_logits(self.model, pool or self.pool, z))
 
 
+def answer_loop(session: ActiveSession, label: Callable[[int], bool], budget: int, batch: int,
+                times: list[float]) -> Iterator[tuple[int, Posterior]]:
+    """Ask and answer `budget` queries; yields (n, posterior) after 0, 1, ..., budget answers.
+
+    `label(q)` plays the user. `paper` chooses the whole budget before any answer (the paper's
+    setting); other strategies choose `batch` at a time. Selection wall times (ms) are appended
+    to `times`.
+    """
+    queue: list[int] = []
+    for n in range(budget + 1):
+        if n:
+            if not queue:
+                size = budget if session.strategy == "paper" else min(batch, budget - n + 1)
+                t0 = time.perf_counter()
+                queue = session.next_batch(size)
+                times.append(1e3 * (time.perf_counter() - t0))
+            q = queue.pop(0)
+            session.answer(q, label(q))
+        yield n, session.posterior()
+
+
 def split_user_pairs(data: PairData, idx: np.ndarray, eval_pairs: int, pool_size: int | None,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(query pool, evaluation pairs) of one user's pair indices `idx`.
@@ -171,6 +193,8 @@ class ActiveResult:
     accuracy: np.ndarray  # (U, budget + 1)
     entropy: np.ndarray  # (U, budget + 1) posterior entropy (nats)
     variance: np.ndarray  # (U, budget + 1) mean posterior variance
+    predictive_entropy: np.ndarray | None = None
+    """(U, budget + 1) mean predictive entropy H[p(y | answers)] of the evaluation pairs (nats)."""
     select_ms: list[float] = field(default_factory=list)  # wall time of each selection call
     asked: list[list[int]] = field(default_factory=list)  # per user, pair indices of `data`
     config: dict[str, Any] = field(default_factory=dict)
@@ -191,6 +215,10 @@ class ActiveResult:
             "posterior_entropy": self.entropy.mean(0).tolist(),
             "posterior_variance": self.variance.mean(0).tolist(),
             "entropy_accuracy_spearman": entropy_accuracy_correlation(self),
+            "predictive_entropy": None if self.predictive_entropy is None
+            else self.predictive_entropy.mean(0).tolist(),
+            "predictive_entropy_accuracy_spearman": None if self.predictive_entropy is None
+            else entropy_accuracy_correlation(self, self.predictive_entropy),
             "select_ms_median": float(np.median(self.select_ms)) if self.select_ms else None,
             "config": self.config,
         }
@@ -210,17 +238,20 @@ def queries_to_reach(curve: np.ndarray | list[float], target: float) -> int | No
     return int(hit[0]) if len(hit) else None
 
 
-def entropy_accuracy_correlation(result: ActiveResult) -> float:
-    """Spearman correlation of posterior entropy and accuracy across users, averaged over n >= 1.
+def entropy_accuracy_correlation(result: ActiveResult,
+                                 uncertainty: np.ndarray | None = None) -> float:
+    """Spearman correlation of uncertainty and accuracy across users, averaged over n >= 1.
 
-    Computed separately for each number of answers n (so the shared trend "more answers, lower
-    entropy, higher accuracy" does not count); negative means uncertain users are less accurate.
+    `uncertainty` (U, budget + 1) defaults to the posterior entropy. Computed separately for
+    each number of answers n (so the shared trend "more answers, lower entropy, higher
+    accuracy" does not count); negative means uncertain users are less accurate.
     """
     from scipy.stats import spearmanr
 
+    unc = result.entropy if uncertainty is None else uncertainty
     rs = []
     for n in range(1, result.accuracy.shape[1]):
-        a, e = result.accuracy[:, n], result.entropy[:, n]
+        a, e = result.accuracy[:, n], unc[:, n]
         if np.ptp(a) > 0 and np.ptp(e) > 0:
             rs.append(float(spearmanr(e, a).statistic))
     return float(np.mean(rs)) if rs else float("nan")
@@ -237,7 +268,8 @@ def _accuracy(model: RewardModel, items: torch.Tensor, ch: torch.Tensor, rj: tor
 def _simulate_user(model: RewardModel, data: PairData, pool_idx: np.ndarray,
                    ev_idx: np.ndarray, strategy: str, budget: int, batch: int, samples: int,
                    rng: np.random.Generator) -> tuple[np.ndarray, list[int], list[float]]:
-    """One simulated user: (accuracy, entropy, variance) (3, budget + 1), asked pairs, timings."""
+    """One simulated user: (accuracy, posterior entropy, posterior variance, predictive entropy
+    of the evaluation pairs) (4, budget + 1), asked pairs, timings."""
     flip = rng.random(len(pool_idx)) < 0.5
     pool = CandidatePool.from_pairs(data, pool_idx, flip)
     ev_items, inv = np.unique(np.concatenate([data.chosen[ev_idx], data.rejected[ev_idx]]),
@@ -248,22 +280,17 @@ def _simulate_user(model: RewardModel, data: PairData, pool_idx: np.ndarray,
     session = ActiveSession(model, pool, strategy=strategy, samples=samples,
                             seed=int(rng.integers(2**31)))
     steps = min(budget, len(pool))
-    out = np.full((3, budget + 1), np.nan)
+    ev_pool = CandidatePool(ev_x, ev_c, ev_r)
+    ev_gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    out = np.full((4, budget + 1), np.nan)
     times: list[float] = []
-    queue: list[int] = []
-    for n in range(steps + 1):
-        if n:
-            if not queue:
-                size = steps if strategy == "paper" else min(batch, steps - n + 1)
-                t0 = time.perf_counter()
-                queue = session.next_batch(size)
-                times.append(1e3 * (time.perf_counter() - t0))
-            q = queue.pop(0)
-            session.answer(q, label=not flip[q])
-        post = session.posterior()
+    for n, post in answer_loop(session, lambda q: not flip[q], steps, batch, times):
         out[0, n] = _accuracy(model, ev_x, ev_c, ev_r, post.mean[0])
         out[1, n] = float(posterior_entropy(post)[0])
         out[2, n] = float(posterior_variance(post)[0])
+        with torch.no_grad():
+            z = sample_latents(post, samples, ev_gen)
+            out[3, n] = float(predictive(candidate_logits(model, ev_pool, z)).entropy.mean())
     out[:, steps + 1:] = out[:, steps : steps + 1]
     return out, [int(pool_idx[q]) for q in session.asked], times
 
@@ -286,6 +313,7 @@ def run_active(model: RewardModel, data: PairData, strategy: str, *, budget: int
     acc = np.full((len(users), budget + 1), np.nan)
     ent = np.full_like(acc, np.nan)
     var = np.full_like(acc, np.nan)
+    pred = np.full_like(acc, np.nan)
     times: list[float] = []
     asked_all: list[list[int]] = []
     for row, u in enumerate(tqdm(users, desc=f"active {strategy}", disable=not progress,
@@ -294,13 +322,14 @@ def run_active(model: RewardModel, data: PairData, strategy: str, *, budget: int
         pool_idx, ev_idx = split_user_pairs(data, by_user[u], eval_pairs, pool_size, rng)
         curves, asked, ms = _simulate_user(model, data, pool_idx, ev_idx, strategy, budget,
                                            batch, samples, rng)
-        acc[row], ent[row], var[row] = curves
+        acc[row], ent[row], var[row], pred[row] = curves
         asked_all.append(asked)
         times.extend(ms)
     cfg = {"budget": budget, "batch": batch, "pool_size": pool_size, "eval_pairs": eval_pairs,
            "seed": seed, "samples": samples}
     return ActiveResult(strategy=strategy, users=[data.users[u] for u in users], accuracy=acc,
-                        entropy=ent, variance=var, select_ms=times, asked=asked_all, config=cfg)
+                        entropy=ent, variance=var, predictive_entropy=pred, select_ms=times,
+                        asked=asked_all, config=cfg)
 
 
 def time_selection(model: RewardModel, data: PairData, strategy: str, *, pool_size: int = 1000,

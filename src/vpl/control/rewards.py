@@ -20,11 +20,12 @@ from vpl.control.maze import Maze
 from vpl.control.offline import MazeData
 from vpl.data.pairs import PairData, build_batch
 from vpl.models import REGISTRY, RewardModel, build
-from vpl.train import TrainConfig, TrainResult, fit
+from vpl.train import TrainConfig, TrainResult, fit, seed_everything
 
 log = logging.getLogger(__name__)
 
 SCALINGS = ("none", "minmax", "spo")
+VPL_VARIANTS = ("concat", "default")
 # Reward choice -> (registry model name, default scaling).
 REWARDS: dict[str, tuple[str | None, str]] = {
     "btl": ("btl", "minmax"),
@@ -56,6 +57,10 @@ class RewardConfig:
     """K: labeled queries per user given to the encoder (= test users' query count)."""
     spo_comparisons: int = 256
     """Size of the fixed comparison set of VPL-SPO."""
+    vpl_variant: str = "concat"
+    """VPL configuration: `concat` (z concatenated to the state features, attention pooling,
+    target-only likelihood: the paper's setup, which the control tables were measured with) or
+    `default` (the library's VPL defaults: z sets a per-user head on reward features)."""
     seed: int = 0
     """Training seed."""
 
@@ -79,10 +84,13 @@ def train_reward_model(reward: str, data: MazeData, cfg: RewardConfig,
     name = model_name(reward)
     overrides: dict[str, object] = {"hidden": cfg.hidden}
     if name == "vpl":
-        # the configuration the control benchmark was measured with (z concatenated to the
-        # state features, attention pooling, target-only likelihood)
-        overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta, latent_mode="concat",
-                         set_encoder="attention", context_nll=0.0)
+        if cfg.vpl_variant not in VPL_VARIANTS:
+            raise ValueError(f"unknown vpl_variant {cfg.vpl_variant!r}; choose from "
+                             f"{VPL_VARIANTS}")
+        overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta)
+        if cfg.vpl_variant == "concat":
+            overrides.update(latent_mode="concat", set_encoder="attention", context_nll=0.0)
+    seed_everything(cfg.seed)  # the weight initialization is part of the seeded run
     model = build(name, data.maze.feature_dim, **overrides)
     tc = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, lr=cfg.lr,
                      context_size=cfg.context_size, targets_per_user=8, users_per_batch=32,
