@@ -39,8 +39,11 @@ class TrainConfig:
     """Train half the groups with a context size drawn from 0..K so any K works at test time."""
     kl_schedule: str = "linear"
     """KL annealing: linear, cosine, cyclical or constant."""
-    patience: int = 10
-    """Stop after this many epochs without a better validation accuracy."""
+    patience: int = 20
+    """Stop after this many epochs without a better validation accuracy. VPL's validation
+    accuracy plateaus for several epochs before the latent comes into use (personas-4: epochs
+    7-10, then a jump); patience 10 stopped it on the plateau in 2 of 3 seeds (K=8 accuracy
+    0.793 / 0.796 vs 0.833 / 0.837 with patience 20)."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     seed: int = 0
