@@ -170,8 +170,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
               "number of answers n = 1..budget and averaged (negative: more uncertain users are "
               "less accurate). Spearman(predictive entropy, accuracy): the same with the user's "
               "mean predictive entropy H[p(y | answers)] over their evaluation pairs (computed "
-              "from posterior samples, no labels). Selection time: median wall time of one `next_query()` from a pool of "
-              f"1,000 candidate pairs with 4 answers, torch threads = {torch.get_num_threads()}.",
+              "from posterior samples, no labels). Selection time: median wall time of one "
+              "`next_query()` from a pool of 1,000 candidate pairs with 4 answers, torch "
+              f"threads = {torch.get_num_threads()}.",
               ""]
     return "\n".join(lines)
 

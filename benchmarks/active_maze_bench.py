@@ -62,12 +62,16 @@ def _one(seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ci(v: np.ndarray) -> str:
-    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-    return f"{100 * v.mean():.1f} ± {100 * half:.1f}"
+    from vpl.active import mean_ci
+
+    lo, hi = mean_ci(v)
+    return f"{100 * v.mean():.1f} ± {100 * (hi - lo) / 2:.1f}"
 
 
 def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> str:
     """Markdown: success after n answers (mean ± 95% CI over users of seed-averaged success)."""
+    from vpl.active import queries_to_reach
+
     ns = [n for n in (0, 1, 2, 3, 4, 6, 8, 12, 16) if n <= args.budget]
     succ = {s: np.mean([np.asarray(r["success"][s]) for r in runs], axis=0) for s in STRATEGIES}
     seeds = [r["seed"] for r in runs]
@@ -94,8 +98,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
                      + f" | {corr:+.2f} | {ms:.1f} |")
     ref = min(8, args.budget)
     target = succ["random"][:, ref].mean()
-    need = {s: next((n for n in range(args.budget + 1) if succ[s][:, n].mean() >= target - 1e-12),
-                    None) for s in STRATEGIES}
+    need = {s: queries_to_reach(succ[s].mean(0), target) for s in STRATEGIES}
     lines += ["", f"Answers needed to reach random's success after {ref} "
               f"({100 * target:.1f}%): " + ", ".join(
                   f"{s} {'>' + str(args.budget) if v is None else v}" for s, v in need.items())
@@ -132,13 +135,13 @@ def main() -> None:
 
 
 def _plot(runs: list[dict[str, Any]], path: Path) -> None:
+    from vpl.active import mean_ci
     from vpl.active.cli import plot_curves
 
     curves = {}
     for s in STRATEGIES:
         per_user = np.mean([np.asarray(r["success"][s]) for r in runs], axis=0)
-        lo = per_user.mean(0) - 1.96 * per_user.std(0, ddof=1) / np.sqrt(len(per_user))
-        hi = 2 * per_user.mean(0) - lo
+        lo, hi = mean_ci(per_user)
         curves[s] = {"curve": per_user.mean(0).tolist(), "ci95": [lo.tolist(), hi.tolist()]}
     plot_curves(curves, path, ylabel="success rate")
 

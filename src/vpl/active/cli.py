@@ -146,8 +146,7 @@ def cmd_active(args: argparse.Namespace) -> int:
     from vpl.pipeline import load_pairs
 
     run_dir = Path(args.run)
-    maze = (run_dir / "policy" / "policy.json").exists()
-    if maze:
+    if (run_dir / "policy" / "policy.json").exists():
         res = _run_maze(run_dir, args)
     else:
         if not args.data:
@@ -162,15 +161,15 @@ def cmd_active(args: argparse.Namespace) -> int:
                          pool_size=args.pool, eval_pairs=args.eval_pairs, seed=args.seed,
                          samples=args.samples, users=users, progress=not args.quiet)
     summary = res.to_dict()
+    metric = res.config.get("metric", "accuracy")
     out = Path(args.out) if args.out else run_dir / "active"
     save_results(out, args.strategy, summary,
-                 ylabel="success rate" if maze else "accuracy on held-out pairs")
+                 ylabel="success rate" if metric == "success" else "accuracy on held-out pairs")
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "per_user"}))
         return 0
     n = res.accuracy.shape[1]
     width = max(len(u) for u in res.users)
-    metric = "success" if maze else "accuracy"
     print(f"{args.strategy}: {metric} after 0..{n - 1} queries ({len(res.users)} users)")
     print(" " * width + "".join(f"{i:>6d}" for i in range(n)))
     for u, row in zip(res.users, res.accuracy, strict=True):
