@@ -135,7 +135,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"info-gain: BALD with {args.samples} posterior samples, re-encoding after every "
         f"answer; paper: our reading of the VPL paper's variance criterion (whole budget chosen "
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
-        f"--seeds {args.seeds} --budget {args.budget} --epochs {args.epochs}`.",
+        f"--seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
+        f"--patience {args.patience}`; wall time {args.wall:.0f} s on this machine "
+        f"(training and every strategy, one process).",
         "",
     ]
     for res in results:
@@ -184,7 +186,7 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--patience", type=int, default=TrainConfig().patience)
     p.add_argument("--context-size", type=int, default=16)
     p.add_argument("--eval-pairs", type=int, default=16)
     p.add_argument("--samples", type=int, default=16)
@@ -196,7 +198,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.perf_counter()
     results = [bench_population(u, args) for u in args.populations.split(",")]
+    args.wall = time.perf_counter() - t0
     text = report(results, args)
     print(text)
     out = Path(args.out)
