@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vpl.active import mean_ci, queries_to_reach, run_active, time_selection
+from vpl.cli import _model_options
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.models import build
@@ -96,7 +97,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
     for seed in range(args.seeds):
         fit_set, val = holdout(train_all, 0.1, seed)
         seed_everything(seed)  # the weight initialization is part of the seeded run
-        model = build("vpl", train_all.dim)
+        model = build("vpl", train_all.dim, **_model_options(args.option))
         cfg = TrainConfig(epochs=args.epochs, context_size=args.context_size, seed=seed,
                           patience=args.patience)
         res = fit(model, fit_set, val, cfg, progress=True)
@@ -124,10 +125,11 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown tables of the benchmark."""
     ref = min(8, args.budget)
+    opts = "".join(f" --option {o}" for o in args.option)
     lines = [
         "# Active query selection (Personas)",
         "",
-        f"VPL (default config) trained per seed on the training users (context size up to "
+        f"VPL ({'default config' if not args.option else ', '.join(args.option)}) trained per seed on the training users (context size up to "
         f"{args.context_size}); {args.seeds} seeds; each unseen user's 40 pairs are split into "
         f"{args.eval_pairs} evaluation pairs and a query pool of the rest (item-disjoint); "
         f"accuracy on the evaluation pairs with z = posterior mean after n answers. "
@@ -136,7 +138,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"answer; paper: our reading of the VPL paper's variance criterion (whole budget chosen "
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
         f"--seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
-        f"--patience {args.patience}`; wall time {args.wall:.0f} s on this machine "
+        f"--patience {args.patience}{opts}`; wall time {args.wall:.0f} s on this machine "
         f"(training and every strategy, one process).",
         "",
     ]
@@ -195,6 +197,8 @@ def main() -> None:
     p.add_argument("--data-cache", default=None,
                    help="directory to keep the embedded data in between runs")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="VPL config override, e.g. --option beta=0.01 (repeatable)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -48,7 +48,8 @@ class PairScores:
 
     def ece(self, bins: int = 10) -> float:
         """Expected calibration error of P(label) over symmetric pairs (both orders)."""
-        p = 1.0 / (1.0 + np.exp(-np.concatenate([self.logits, -self.logits])))
+        z = np.concatenate([self.logits, -self.logits])
+        p = np.exp(-np.logaddexp(0.0, -z))  # sigmoid(z) without overflow for large |z|
         y = np.concatenate([np.ones_like(self.logits), np.zeros_like(self.logits)])
         edges = np.linspace(0.0, 1.0, bins + 1)
         which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
