@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vpl.active import mean_ci, queries_to_reach, run_active, time_selection
-from vpl.cli import _model_options
+from vpl.cli import parse_model_options
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.models import build
@@ -97,7 +97,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
     for seed in range(args.seeds):
         fit_set, val = holdout(train_all, 0.1, seed)
         seed_everything(seed)  # the weight initialization is part of the seeded run
-        model = build("vpl", train_all.dim, **_model_options(args.option))
+        model = build("vpl", train_all.dim, **parse_model_options(args.option))
         cfg = TrainConfig(epochs=args.epochs, context_size=args.context_size, seed=seed,
                           patience=args.patience)
         res = fit(model, fit_set, val, cfg, progress=True)
@@ -126,10 +126,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown tables of the benchmark."""
     ref = min(8, args.budget)
     opts = "".join(f" --option {o}" for o in args.option)
+    config = ", ".join(args.option) or "default config"
     lines = [
         "# Active query selection (Personas)",
         "",
-        f"VPL ({'default config' if not args.option else ', '.join(args.option)}) trained per seed on the training users (context size up to "
+        f"VPL ({config}) trained per seed on the training users (context size up to "
         f"{args.context_size}); {args.seeds} seeds; each unseen user's 40 pairs are split into "
         f"{args.eval_pairs} evaluation pairs and a query pool of the rest (item-disjoint); "
         f"accuracy on the evaluation pairs with z = posterior mean after n answers. "

@@ -93,7 +93,9 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(**kw)
 
 
-def _model_options(pairs: list[str]) -> dict:
+def parse_model_options(pairs: list[str]) -> dict:
+    """Model config overrides from `--option KEY=VALUE` items (values parsed as JSON where
+    they are JSON, else kept as strings)."""
     opts = {}
     for item in pairs:
         if "=" not in item:
@@ -114,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vpl.pipeline import train_run
 
     m = train_run(args.data, args.model, args.out, train_config=_train_config(args),
-                  model_options=_model_options(args.option), fields=_fields(args),
+                  model_options=parse_model_options(args.option), fields=_fields(args),
                   test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                   on_error=args.on_error, embed_model=args.embed_model,
                   progress=not args.quiet)
