@@ -130,8 +130,11 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="default: next to --out, *_curve.png")
     args = p.parse_args()
 
+    from vpl.bench import git_commit
     from vpl.control.policy import IQLSettings
     from vpl.models import REGISTRY
+
+    commit = git_commit()  # before any output is written
 
     def usable(names: list[str]) -> list[str]:
         keep = [r for r in names if r != "dpl" or "dpl-meanvar" in REGISTRY]
@@ -163,7 +166,7 @@ def main() -> None:
         f"Command: `python benchmarks/control_bench.py --goals {' '.join(map(str, args.goals))} "
         f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs}"
         + (f" --rewards-many {' '.join(many)}" if args.rewards_many else "")
-        + f"`; IQL steps {steps}; "
+        + f"`; commit {commit}; IQL steps {steps} ({IQLSettings.n_step}-step targets); "
         f"total wall time {total:.0f} s with {args.jobs} parallel job(s) on this machine.", "",
         *[table(runs, g, rewards) for g in args.goals],
         f"Success vs IQL steps: `{plot.name}`.", ""])

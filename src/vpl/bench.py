@@ -353,7 +353,8 @@ def plot_latent(title: str, means: np.ndarray, types: Sequence[str], path: Path)
     plt.close(fig)
 
 
-def _commit() -> str:
+def git_commit() -> str:
+    """Short hash of the checkout this package runs from, `+dirty` with uncommitted changes."""
     import subprocess
 
     try:
@@ -431,7 +432,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     for ds, models_ in table.items():
         plot_few_shot(ds, models_, out / f"{ds}_few_shot.png")
     seconds = time.perf_counter() - t0
-    commit = _commit()
+    commit = git_commit()
     report = render_report(suite, table, seconds, commit, skipped)
     atomic_write_text(out / "results.json", json.dumps(
         {"suite": suite.name, "commit": commit, "seconds": seconds, "table": table,

@@ -41,11 +41,11 @@ REWARDS: dict[str, tuple[str | None, str]] = {
 class RewardConfig:
     """Reward-model training for the maze."""
 
-    epochs: int = 30
-    """Maximum training epochs."""
-    patience: int = 8
+    epochs: int = 200
+    """Maximum training epochs (an epoch is only ~25 steps with the default data)."""
+    patience: int = 30
     """Early-stopping patience (epochs without better validation accuracy)."""
-    lr: float = 1e-3
+    lr: float = 3e-3
     """Learning rate."""
     hidden: int = 128
     """Hidden width of the reward MLPs."""

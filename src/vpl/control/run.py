@@ -57,7 +57,7 @@ class ControlConfig:
     """Reuse maze data written by `vpl data maze`; generated (and saved in out/data) if None."""
     z_per_goal: int = 32
     """Training-user posterior means per goal used to relabel the offline data."""
-    episodes_per_user: int = 4
+    episodes_per_user: int = 20
     """Evaluation episodes per test user (test users per goal come from the data config)."""
     max_steps: int = 150
     """Episode limit at evaluation."""
