@@ -9,7 +9,13 @@ from gymnasium.utils.env_checker import check_env
 
 from vpl.control.maze import Maze, MazeEnv, bfs_distances, parse_layout
 from vpl.control.offline import label_pairs
-from vpl.control.policy import IQLSettings, load_policy, save_policy, train_policy
+from vpl.control.policy import (
+    IQLSettings,
+    load_policy,
+    n_step_returns,
+    save_policy,
+    train_policy,
+)
 from vpl.control.rewards import LearnedReward, spo_reward
 from vpl.models import build
 
@@ -79,6 +85,19 @@ def test_spo_reward_in_unit_interval() -> None:
     for z in (np.zeros(4), 50 * np.ones(4), -30 * np.ones(4)):
         v = fn(maze.sample_free(400, np.random.default_rng(2)), z.astype(np.float32))
         assert v.min() >= 0.0 and v.max() <= 1.0
+
+
+def test_n_step_returns_known_values() -> None:
+    r = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
+    sums, horizon = n_step_returns(r, 3, 0.5)
+    # t=0: 1 + .5*2 + .25*3; t=1: 2 + .5*3 + .25*4; t=2: 3 + .5*4 (trajectory ends); t=3: 4
+    np.testing.assert_allclose(sums, [[2.75, 4.5, 5.0, 4.0]])
+    np.testing.assert_array_equal(horizon, [3, 3, 2, 1])
+    one, h1 = n_step_returns(r, 1, 0.99)
+    np.testing.assert_allclose(one, r)
+    np.testing.assert_array_equal(h1, [1, 1, 1, 1])
+    with pytest.raises(ValueError, match="n_step"):
+        n_step_returns(r, 0, 0.99)
 
 
 def test_policy_save_load_round_trip(tmp_path) -> None:

@@ -107,6 +107,27 @@ def _make_iql(obs_dim: int, s: IQLSettings) -> Any:
     return algo
 
 
+def n_step_returns(rewards: np.ndarray, n: int, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """n-step reward sums along trajectories, and each step's bootstrap horizon.
+
+    rewards: (..., L), reward of step t of each trajectory. Returns sums (..., L) with
+    sums[..., t] = sum_{k < h_t} gamma^k rewards[..., t + k] and horizons h (L,) with
+    h_t = min(n, L - t): a target bootstraps from the state h_t steps later, discounted by
+    gamma ** h_t (trajectories end without a terminal state, so the last steps use fewer rewards).
+    """
+    if n < 1:
+        raise ValueError(f"n_step must be >= 1, got {n}")
+    rewards = np.asarray(rewards, dtype=np.float32)
+    length = rewards.shape[-1]
+    t_idx = np.arange(length)
+    horizon = np.minimum(n, length - t_idx)
+    out = np.zeros_like(rewards)
+    for k in range(n):
+        valid = horizon > k
+        out[..., valid] += np.float32(gamma**k) * rewards[..., t_idx[valid] + k]
+    return out, horizon
+
+
 def train_policy(maze: Maze, obs: np.ndarray, actions: np.ndarray, latents: np.ndarray,
                  rewards: np.ndarray, settings: IQLSettings,
                  callback: Callable[[LatentPolicy, int], None] | None = None,
@@ -125,20 +146,13 @@ def train_policy(maze: Maze, obs: np.ndarray, actions: np.ndarray, latents: np.n
     e, length = actions.shape[:2]
     feats = maze.features(obs.reshape(-1, 2)).reshape(e, length + 1, -1)  # (E, L+1, F)
     cur = np.ascontiguousarray(feats[:, :-1].reshape(e * length, -1))  # (N, F)
-    if settings.n_step < 1:
-        raise ValueError(f"n_step must be >= 1, got {settings.n_step}")
-    # n-step targets: reward sums over the next k = min(n_step, L - t) steps, then s_{t+k}
     t_idx = np.arange(length)
-    horizon = np.minimum(settings.n_step, length - t_idx)  # (L,)
+    rew, horizon = n_step_returns(np.asarray(rewards, dtype=np.float32).reshape(-1, e, length),
+                                  settings.n_step, settings.gamma)
     nxt = np.ascontiguousarray(feats[:, t_idx + horizon].reshape(e * length, -1))
     interval = np.tile(horizon, e).astype(np.float32)[:, None]  # (N, 1)
     act = actions.reshape(e * length, 2).astype(np.float32)
     raw = np.asarray(latents, dtype=np.float32)  # (M, Z)
-    step_rew = np.asarray(rewards, dtype=np.float32).reshape(len(raw), e, length)
-    rew = np.zeros_like(step_rew)
-    for k in range(settings.n_step):  # rew[:, :, t] = sum_{k < horizon_t} gamma^k r_{t+k}
-        valid = horizon > k
-        rew[:, :, valid] += settings.gamma**k * step_rew[:, :, t_idx[valid] + k]
     rew = rew.reshape(len(raw), e * length)  # (M, N)
     n, m, z_dim = len(cur), len(raw), raw.shape[1]
     algo = _make_iql(cur.shape[1] + z_dim, settings)
