@@ -116,11 +116,15 @@ def main() -> None:
     p.add_argument("--users-per-goal", type=int, default=20)
     p.add_argument("--pool", type=int, default=256)
     p.add_argument("--episodes", type=int, default=4)
-    p.add_argument("--iql-steps", type=int, default=10000)
+    p.add_argument("--iql-steps", type=int, default=None, help="default: IQLSettings.steps")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/vpl_active_maze")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
+    if args.iql_steps is None:
+        from vpl.control.policy import IQLSettings
+
+        args.iql_steps = IQLSettings.steps
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:

@@ -6,6 +6,12 @@ IQL update is d3rlpy's; mini-batches are drawn by us from flat arrays instead of
 replay buffer because its per-transition picker cost 1.4 ms of a 5.1 ms step on 2 CPU cores
 (measured, 128x128 networks, batch 256), and because sampling (row, latent) index pairs avoids
 materializing one copy of the data per latent.
+
+Two departures from a plain one-step IQL, both measured on the 2-goal maze (README): targets
+bootstrap after `n_step` (5) steps of the trajectory, so values cross the small local maxima a
+learned reward has on the way to a goal in a fifth of the updates, and the actor's learning
+rate follows a cosine schedule to zero, which makes the final policy as good as the best
+intermediate one instead of swinging between evaluations.
 """
 
 from __future__ import annotations
