@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -98,6 +100,26 @@ def test_n_step_returns_known_values() -> None:
     np.testing.assert_array_equal(h1, [1, 1, 1, 1])
     with pytest.raises(ValueError, match="n_step"):
         n_step_returns(r, 0, 0.99)
+
+
+def test_latent_scaling_global_and_per_dim() -> None:
+    maze = tiny_maze()
+    rng = np.random.default_rng(0)
+    obs = np.stack([maze.sample_free(6, rng) for _ in range(4)])
+    acts = rng.uniform(-1, 1, (4, 5, 2)).astype(np.float32)
+    lat = np.array([[1.0, 0.0], [-1.0, 0.02], [3.0, -0.02]], dtype=np.float32)
+    rew = rng.random((3, 4, 5)).astype(np.float32)
+    small = IQLSettings(steps=1, batch_size=8, hidden=16)
+    pol = train_policy(maze, obs, acts, lat, rew, small, progress=False)
+    np.testing.assert_allclose(pol.z_shift, lat.mean(0), atol=1e-6)
+    assert pol.z_scale[0] == pol.z_scale[1]  # one common scale: the noise dimension stays small
+    assert np.abs(pol.latent_input(lat)[:, 1]).max() < 0.05
+    per_dim = train_policy(maze, obs, acts, lat, rew,
+                           dataclasses.replace(small, latent_scale="per-dim"), progress=False)
+    np.testing.assert_allclose(per_dim.latent_input(lat).std(0), 1.0, atol=0.1)
+    with pytest.raises(ValueError, match="latent_scale"):
+        train_policy(maze, obs, acts, lat, rew, dataclasses.replace(small, latent_scale="x"),
+                     progress=False)
 
 
 def test_policy_save_load_round_trip(tmp_path) -> None:

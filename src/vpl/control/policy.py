@@ -65,6 +65,11 @@ class IQLSettings:
     """Anneal the actor's learning rate to zero over `steps` with a cosine schedule, as the IQL
     paper does; without it the final policy's success swings by 10-20 points between
     evaluations a few thousand steps apart."""
+    latent_scale: str = "global"
+    """How latents are scaled for the networks: `global` divides every dimension by one common
+    scale (the root mean variance), which keeps dimensions the encoder barely uses (posterior
+    noise only) small; `per-dim` standardizes each dimension, blowing that noise up to unit
+    size (2-goal VPL-SPO success 0.72 against 0.78 with `global`, 3 seeds)."""
     eval_every: int = 2000
     """Steps between evaluations for the success-vs-steps curve (0: only at the end)."""
     seed: int = 0
@@ -162,10 +167,18 @@ def train_policy(maze: Maze, obs: np.ndarray, actions: np.ndarray, latents: np.n
     rew = rew.reshape(len(raw), e * length)  # (M, N)
     n, m, z_dim = len(cur), len(raw), raw.shape[1]
     algo = _make_iql(cur.shape[1] + z_dim, settings)
-    # latents are standardized per dimension so the networks see O(1) inputs whatever the
-    # scale of the encoder's posterior means
+    # latents are centred and scaled so the networks see O(1) inputs whatever the scale of
+    # the encoder's posterior means
     shift = raw.mean(0) if m > 1 else np.zeros(z_dim, np.float32)
-    scale = raw.std(0) + 1e-3 if m > 1 else np.ones(z_dim, np.float32)
+    if m <= 1:
+        scale = np.ones(z_dim, np.float32)
+    elif settings.latent_scale == "per-dim":
+        scale = raw.std(0) + 1e-3
+    elif settings.latent_scale == "global":
+        scale = np.full(z_dim, np.sqrt(raw.var(0).mean()) + 1e-3, np.float32)
+    else:
+        raise ValueError(f"unknown latent_scale {settings.latent_scale!r}; choose per-dim or "
+                         "global")
     policy = LatentPolicy(algo, maze, z_dim, shift, scale)
     lat = policy.latent_input(raw)
     b = settings.batch_size
