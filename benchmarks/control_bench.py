@@ -26,17 +26,19 @@ DEFAULT_REWARDS = ["oracle", "btl", "dpl", "vpl", "vpl-minmax", "vpl-spo"]
 
 
 def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
-         workdir: str) -> dict[str, Any]:
+         workdir: str, vpl_variant: str) -> dict[str, Any]:
     """Run every reward choice for one (goals, seed); returns results and wall time."""
     import torch
 
     from vpl.control.policy import IQLSettings
+    from vpl.control.rewards import RewardConfig
     from vpl.control.run import ControlConfig, run_control
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     cfg = ControlConfig(goals=goals, seed=seed,
-                        iql=dataclasses.replace(IQLSettings(), steps=steps, eval_every=eval_every))
+                        iql=dataclasses.replace(IQLSettings(), steps=steps, eval_every=eval_every),
+                        reward=RewardConfig(vpl_variant=vpl_variant))
     t0 = time.perf_counter()
     res = run_control(rewards, Path(workdir) / f"goals{goals}" / f"seed{seed}", cfg,
                       progress=False)
@@ -124,6 +126,8 @@ def main() -> None:
                    help="reward choices for goal counts > 2 (default: --rewards)")
     p.add_argument("--iql-steps", type=int, default=None, help="default: IQLSettings.steps")
     p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--vpl-variant", default="concat", choices=("concat", "default"),
+                   help="VPL configuration of the reward model (RewardConfig.vpl_variant)")
     p.add_argument("--jobs", type=int, default=2, help="(goals, seed) runs in parallel")
     p.add_argument("--workdir", default="runs/control_bench")
     p.add_argument("--out", default="benchmarks/results/control.md")
@@ -150,7 +154,7 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futs = [pool.submit(_one, g, s, rewards if g <= 2 else many, steps, args.eval_every,
-                            args.workdir) for g, s in jobs]
+                            args.workdir, args.vpl_variant) for g, s in jobs]
         for f in futs:
             r = f.result()
             runs.append(r)
@@ -166,6 +170,7 @@ def main() -> None:
         f"Command: `python benchmarks/control_bench.py --goals {' '.join(map(str, args.goals))} "
         f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs}"
         + (f" --rewards-many {' '.join(many)}" if args.rewards_many else "")
+        + (f" --vpl-variant {args.vpl_variant}" if args.vpl_variant != "concat" else "")
         + f"`; commit {commit}; IQL steps {steps} ({IQLSettings.n_step}-step targets); "
         f"total wall time {total:.0f} s with {args.jobs} parallel job(s) on this machine.", "",
         *[table(runs, g, rewards) for g in args.goals],
