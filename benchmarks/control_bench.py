@@ -169,6 +169,7 @@ def main() -> None:
         "## Maze control (VPL paper's maze experiment, D4RL maze2d-large layout)", "",
         f"Command: `python benchmarks/control_bench.py --goals {' '.join(map(str, args.goals))} "
         f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs}"
+        + (f" --rewards {' '.join(rewards)}" if rewards != DEFAULT_REWARDS else "")
         + (f" --rewards-many {' '.join(many)}" if args.rewards_many else "")
         + (f" --vpl-variant {args.vpl_variant}" if args.vpl_variant != "concat" else "")
         + f"`; commit {commit}; IQL steps {steps} ({IQLSettings.n_step}-step targets); "
