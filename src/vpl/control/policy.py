@@ -157,10 +157,9 @@ def train_policy(maze: Maze, obs: np.ndarray, actions: np.ndarray, latents: np.n
     e, length = actions.shape[:2]
     feats = maze.features(obs.reshape(-1, 2)).reshape(e, length + 1, -1)  # (E, L+1, F)
     cur = np.ascontiguousarray(feats[:, :-1].reshape(e * length, -1))  # (N, F)
-    t_idx = np.arange(length)
-    rew, horizon = n_step_returns(np.asarray(rewards, dtype=np.float32).reshape(-1, e, length),
-                                  settings.n_step, settings.gamma)
-    nxt = np.ascontiguousarray(feats[:, t_idx + horizon].reshape(e * length, -1))
+    rew, horizon = n_step_returns(np.reshape(rewards, (-1, e, length)), settings.n_step,
+                                  settings.gamma)
+    nxt = np.ascontiguousarray(feats[:, np.arange(length) + horizon].reshape(e * length, -1))
     interval = np.tile(horizon, e).astype(np.float32)[:, None]  # (N, 1)
     act = actions.reshape(e * length, 2).astype(np.float32)
     raw = np.asarray(latents, dtype=np.float32)  # (M, Z)
