@@ -122,6 +122,17 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
             "val_acc": val_acc}
 
 
+def inference_note(args: argparse.Namespace) -> str:
+    """How the posterior after n answers is inferred and what info-gain averages over."""
+    opts = parse_model_options(args.option)
+    if opts.get("inference", build("vpl", 2).config.inference) == "bank":
+        return ("Posterior after n answers: the latent bank (the training users' latents "
+                "reweighted by the likelihood of the answers); info-gain: BALD over the "
+                "weighted bank latents, re-weighted after every answer;")
+    return (f"Posterior after n answers: the amortized encoder; info-gain: BALD with "
+            f"{args.samples} posterior samples, re-encoding after every answer;")
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown tables of the benchmark."""
     ref = min(8, args.budget)
@@ -135,8 +146,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{args.eval_pairs} evaluation pairs and a query pool of the rest (item-disjoint); "
         f"accuracy on the evaluation pairs with z = posterior mean after n answers. "
         f"Mean ± 95% CI over unseen users of the seed-averaged accuracy. "
-        f"info-gain: BALD with {args.samples} posterior samples, re-encoding after every "
-        f"answer; paper: our reading of the VPL paper's variance criterion (whole budget chosen "
+        f"{inference_note(args)} "
+        f"paper: our reading of the VPL paper's variance criterion (whole budget chosen "
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
         f"--seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
         f"--patience {args.patience}{opts}`; wall time {args.wall:.0f} s on this machine "

@@ -149,6 +149,7 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.after_fit(train, cfg.context_size, cfg.seed)
     model.eval()
     result.seconds = time.perf_counter() - t0
     result.pairs_per_second = pairs_seen / max(train_seconds, 1e-9)  # optimizer steps only

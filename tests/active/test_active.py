@@ -13,6 +13,7 @@ import torch
 from vpl.active import (
     ActiveSession,
     CandidatePool,
+    candidate_logits,
     extended_posteriors,
     info_gain,
     queries_to_reach,
@@ -176,10 +177,10 @@ def test_api_round_trip(trained, linear_users) -> None:
         session.answer(q, False)
     z = session.latent()
     assert z.shape == (trained.latent_dim,)
-    # the latent is the encoder's posterior mean for exactly the answered comparison
+    # the latent is the model's posterior mean for exactly the answered comparison
     x = torch.from_numpy(test.items)
-    post = trained.encode(x[test.chosen[idx[q]]].view(1, 1, -1),
-                          x[test.rejected[idx[q]]].view(1, 1, -1), torch.ones(1, 1, dtype=bool))
+    post = trained.infer(x[test.chosen[idx[q]]].view(1, 1, -1),
+                         x[test.rejected[idx[q]]].view(1, 1, -1), torch.ones(1, 1, dtype=bool))
     torch.testing.assert_close(z, post.mean[0])
     batch = session.next_batch(3)
     assert len(set(batch)) == 3 and q not in batch
@@ -218,3 +219,30 @@ def test_cli_round_trip(trained, linear_users, tmp_path, monkeypatch, capsys) ->
     assert main(["active", "--run", str(run), "--data", "x", "--strategy", "paper", "--budget",
                  "3", "--quiet"]) == 0
     assert "paper" in capsys.readouterr().out
+
+
+def test_bank_particles_weighted_info_gain(linear_users) -> None:
+    """With a latent bank, info-gain is BALD over the bank weighted by the posterior."""
+    from vpl.active.acquisition import latent_particles
+
+    train, test = linear_users
+    torch.manual_seed(0)
+    model = build("vpl", train.dim, latent_dim=2, hidden=16, layers=1, bank_size=8)
+    fit(model, train, config=TrainConfig(epochs=1, seed=0), progress=False)
+    assert model.uses_bank and model.latent_bank.shape == (8, 2)
+    pool = CandidatePool.from_pairs(test, test.by_user()[0][:20])
+    a = pool.items[pool.first[:3]]
+    b = pool.items[pool.second[:3]]
+    z, w = latent_particles(model, a, b, samples=4)
+    assert torch.equal(z, model.latent_bank)
+    assert torch.allclose(w.sum(), torch.tensor(1.0))
+    p = torch.sigmoid(candidate_logits(model, pool, z))  # (M, N)
+    h = lambda q: -(q * q.log() + (1 - q) * (1 - q).log())  # noqa: E731
+    expected = h(w @ p) - w @ h(p)
+    _, scores = select_queries(model, pool, a, b, "info-gain")
+    torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-4)
+    assert (scores >= -1e-7).all()
+    # larger banks are resampled: at most max_particles distinct draws, weights summing to 1
+    z2, w2 = latent_particles(model, a, b, samples=4, max_particles=3,
+                              generator=torch.Generator().manual_seed(0))
+    assert z2.shape[0] <= 3 and torch.allclose(w2.sum(), torch.tensor(1.0))

@@ -7,7 +7,10 @@ pool at once and takes the best, B times for a batch. What differs is the score:
 - ``info-gain``: expected information gain about the user latent z (BALD),
   ``I(z; y | q) = H[p(y | q, ctx)] - E_{z ~ q(z | ctx)} H[p(y | q, z)]``, estimated with S
   posterior samples; p(y | q, ctx) is the sample average of p(y | q, z), so both labels are
-  weighted by their predicted probability. For a batch the greedy score is the joint
+  weighted by their predicted probability. With a VPL model that infers z from its latent bank
+  (`inference="bank"`) the samples are the bank's latents with their posterior weights (an
+  exact posterior over a finite set, multimodal where the user is ambiguous), resampled to at
+  most `max_particles`. For a batch the greedy score is the joint
   information gain of the chosen labels and the candidate's (BatchBALD, Kirsch et al. 2019),
   exact while the chosen labels have at most `max_configs` joint configurations.
 - ``paper``: our reading of the variance-based set criterion of the VPL paper (Poddar et al.,
@@ -132,6 +135,30 @@ def sample_latents(post: Posterior, n: int, generator: torch.Generator | None = 
     return mean + noise * (0.5 * logvar).exp()  # (n, Z)
 
 
+def latent_particles(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tensor, samples: int,
+                     generator: torch.Generator | None = None, *, max_particles: int = 256
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted latents (S, Z) and weights (S,) (summing to 1) representing a user's posterior.
+
+    ctx_a/ctx_b: (K, D) the answered pairs, preferred first. For a model inferring z from a
+    latent bank: the bank with its posterior weights, resampled (with replacement, duplicates
+    merged) to `max_particles` draws when larger. Otherwise `samples` antithetic draws from the
+    Gaussian q(z | context), equally weighted.
+    """
+    mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool)
+    if getattr(model, "uses_bank", False):
+        bank = model.latent_bank  # type: ignore[attr-defined]
+        w = model.bank_weights(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)[0]  # type: ignore
+        if bank.shape[0] > max_particles:
+            draw = torch.multinomial(w, max_particles, replacement=True, generator=generator)
+            idx, counts = torch.unique(draw, return_counts=True)
+            return bank[idx], counts.float() / max_particles
+        return bank, w
+    post = model.encode(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)  # type: ignore[attr-defined]
+    z = sample_latents(post, samples, generator, antithetic=True)
+    return z, torch.full((z.shape[0],), 1.0 / z.shape[0])
+
+
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of Bernoulli(sigmoid(logits)), elementwise, stable for large |logits|."""
     p = torch.sigmoid(logits)
@@ -192,17 +219,20 @@ def candidate_logits(model: RewardModel, pool: CandidatePool, z: torch.Tensor) -
     return r[:, pool.first] - r[:, pool.second]
 
 
-def predictive(logits: torch.Tensor) -> Predictive:
-    """Predictive probability, entropy and mutual information from sampled log-odds (S, N)."""
-    p = torch.sigmoid(logits).mean(0)  # (N,)
+def predictive(logits: torch.Tensor, weights: torch.Tensor | None = None) -> Predictive:
+    """Predictive probability, entropy and mutual information from sampled log-odds (S, N)
+    of latents with `weights` (S,) summing to 1 (default: equal)."""
+    if weights is None:
+        weights = torch.full((logits.shape[0],), 1.0 / logits.shape[0])
+    p = weights @ torch.sigmoid(logits)  # (N,)
     total = _entropy_of_probs(torch.stack([p, 1 - p], -1))  # (N,)
-    aleatoric = binary_entropy(logits).mean(0)  # (N,)
+    aleatoric = weights @ binary_entropy(logits)  # (N,)
     return Predictive(prob=p, entropy=total, mutual_info=(total - aleatoric).clamp_min(0.0))
 
 
-def info_gain(logits: torch.Tensor) -> torch.Tensor:
+def info_gain(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """BALD: I(z; y | q) for each candidate from sampled log-odds (S, N) -> (N,), in nats."""
-    return predictive(logits).mutual_info
+    return predictive(logits, weights).mutual_info
 
 
 def extended_posteriors(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
@@ -265,15 +295,15 @@ def _paper_scores(model: RewardModel, pool: CandidatePool, ctx: _Context, chosen
 
 
 def _batch_info_gain(p_joint: torch.Tensor, p1: torch.Tensor, cond: torch.Tensor,
-                     cond_chosen: float) -> torch.Tensor:
+                     cond_chosen: float, weights: torch.Tensor) -> torch.Tensor:
     """Joint information gain of the chosen labels plus each candidate's (BatchBALD).
 
     p_joint: (S, C) probability of each configuration of the chosen labels per sample;
-    p1: (S, N) p(y = 1 | z_s) per candidate; cond: (N,) E_z H[y_n | z].
+    p1: (S, N) p(y = 1 | z_s) per candidate; cond: (N,) E_z H[y_n | z]; weights: (S,) of the
+    samples, summing to 1.
     """
-    s = p_joint.shape[0]
-    m1 = p_joint.T @ p1 / s  # (C, N): p(config, y_n = 1)
-    m0 = p_joint.mean(0).unsqueeze(1) - m1  # (C, N)
+    m1 = p_joint.T @ (weights.unsqueeze(1) * p1)  # (C, N): p(config, y_n = 1)
+    m0 = (weights @ p_joint).unsqueeze(1) - m1  # (C, N)
     h_joint = _entropy_of_probs(m1, 0) + _entropy_of_probs(m0.clamp_min(0.0), 0)  # (N,)
     return h_joint - cond - cond_chosen
 
@@ -299,13 +329,11 @@ def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     ctx = _Context(ctx_a, ctx_b)
     if strategy == "info-gain":
-        post = model.encode(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0),
-                            torch.ones(1, ctx_a.shape[0], dtype=torch.bool))
-        z = sample_latents(post, samples, gen, antithetic=True)  # (S, Z)
+        z, weights = latent_particles(model, ctx_a, ctx_b, samples, gen)  # (S, Z), (S,)
         logits = candidate_logits(model, pool, z)  # (S, N)
         p1 = torch.sigmoid(logits)
-        cond = binary_entropy(logits).mean(0)  # (N,)
-        p_joint = torch.ones(samples, 1)  # (S, C)
+        cond = weights @ binary_entropy(logits)  # (N,)
+        p_joint = torch.ones(z.shape[0], 1)  # (S, C)
         cond_chosen = 0.0
     chosen: list[int] = []
     first_scores = torch.empty(0)
@@ -313,7 +341,7 @@ def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
         if strategy == "random":
             scores = torch.rand(n, generator=gen)
         elif strategy == "info-gain":
-            scores = _batch_info_gain(p_joint, p1, cond, cond_chosen)
+            scores = _batch_info_gain(p_joint, p1, cond, cond_chosen, weights)
         else:
             scores = _paper_scores(model, pool, ctx, chosen, labelings, gen)
         scores = scores.masked_fill(banned, -math.inf)
@@ -324,9 +352,9 @@ def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
         banned[best] = True
         if strategy == "info-gain":
             both = torch.stack([p1[:, best], 1 - p1[:, best]], -1)  # (S, 2)
-            p_joint = (p_joint.unsqueeze(-1) * both.unsqueeze(1)).reshape(samples, -1)
+            p_joint = (p_joint.unsqueeze(-1) * both.unsqueeze(1)).reshape(p1.shape[0], -1)
             if p_joint.shape[1] > max_configs:  # keep the most probable configurations
-                keep = p_joint.mean(0).topk(max_configs).indices
+                keep = (weights @ p_joint).topk(max_configs).indices
                 p_joint = p_joint[:, keep]
             cond_chosen += float(cond[best])
     return chosen, first_scores

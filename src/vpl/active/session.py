@@ -25,11 +25,11 @@ from vpl.active.acquisition import (
     CandidatePool,
     Predictive,
     candidate_logits,
+    latent_particles,
     posterior_entropy,
     posterior_variance,
     predictive,
     reward_matrix,
-    sample_latents,
     select_queries,
 )
 from vpl.data.pairs import PairData
@@ -120,11 +120,13 @@ class ActiveSession:
 
     @torch.no_grad()
     def posterior(self) -> Posterior:
-        """q(z | answered comparisons), (1, Z) tensors; re-encoded after each answer."""
+        """q(z | answered comparisons), (1, Z) tensors; re-inferred after each answer (by the
+        encoder, or from the latent bank for a VPL model with `inference="bank"`)."""
         if self._post is None:
             a, b = self.context()
             mask = torch.ones(1, a.shape[0], dtype=torch.bool)
-            self._post = self.model.encode(a.unsqueeze(0), b.unsqueeze(0), mask)
+            infer = getattr(self.model, "infer", self.model.encode)  # type: ignore[attr-defined]
+            self._post = infer(a.unsqueeze(0), b.unsqueeze(0), mask)
         return self._post
 
     def latent(self) -> torch.Tensor:
@@ -138,10 +140,12 @@ class ActiveSession:
                 "variance": float(posterior_variance(post)[0])}
 
     @torch.no_grad()
-    def predict(self, pool: CandidatePool | None = None) -> Predictive:
+    def predict(self, pool: CandidatePool | None = None,
+                generator: torch.Generator | None = None) -> Predictive:
         """Predictive probability and uncertainty of comparisons (default: this pool's)."""
-        z = sample_latents(self.posterior(), self.samples, self.generator)
-        return predictive(candidate_logits(self.model, pool or self.pool, z))
+        a, b = self.context()
+        z, w = latent_particles(self.model, a, b, self.samples, generator or self.generator)
+        return predictive(candidate_logits(self.model, pool or self.pool, z), w)
 
 
 def answer_loop(session: ActiveSession, label: Callable[[int], bool], budget: int, batch: int,
@@ -288,9 +292,7 @@ def _simulate_user(model: RewardModel, data: PairData, pool_idx: np.ndarray,
         out[0, n] = _accuracy(model, ev_x, ev_c, ev_r, post.mean[0])
         out[1, n] = float(posterior_entropy(post)[0])
         out[2, n] = float(posterior_variance(post)[0])
-        with torch.no_grad():
-            z = sample_latents(post, samples, ev_gen)
-            out[3, n] = float(predictive(candidate_logits(model, ev_pool, z)).entropy.mean())
+        out[3, n] = float(session.predict(ev_pool, ev_gen).entropy.mean())
     out[:, steps + 1:] = out[:, steps : steps + 1]
     return out, [int(pool_idx[q]) for q in session.asked], times
 

