@@ -76,7 +76,8 @@ class VPLConfig:
     empty (during training, so early stopping sees the encoder). Personas, unseen users, K=8,
     seed 0: 4 types 0.878 with `bank` vs 0.847 `amortized`, continuous 0.759 vs 0.756."""
     bank_size: int = 2048
-    """Most training users whose posterior means are kept in the latent bank."""
+    """Size of the latent bank: the training users' posterior means, from several random
+    contexts per user when there are fewer users than this."""
 
 
 @register("vpl")
@@ -132,19 +133,25 @@ class VPL(RewardModel):
                 and self.latent_bank.shape[0] > 0)
 
     @torch.no_grad()
-    def fill_bank(self, data: PairData, context_size: int, seed: int = 0,
-                  chunk: int = 256) -> int:
-        """Store the amortized posterior means of (up to `bank_size`) users of `data`, each
-        from `context_size` of their pairs drawn at random. Returns the bank size."""
+    def fill_bank(self, data: PairData, context_size: int, seed: int = 0, chunk: int = 256,
+                  per_user: int | None = None) -> int:
+        """Store amortized posterior means of users of `data` in the latent bank, each from
+        `context_size` of their pairs drawn at random, `per_user` random contexts per user
+        (default: as many as fit in `bank_size`, at most 64). With more users than `bank_size`
+        a random subset of them is kept. Returns the bank size."""
         rng = np.random.default_rng(seed)
         groups = list(data.by_user().values())
-        if len(groups) > self.config.bank_size:
-            keep = rng.choice(len(groups), size=self.config.bank_size, replace=False)
+        size = self.config.bank_size
+        if len(groups) > size:
+            keep = rng.choice(len(groups), size=size, replace=False)
             groups = [groups[i] for i in sorted(keep)]
-        ctx = np.full((len(groups), max(context_size, 1)), -1, dtype=np.int64)
-        for i, idx in enumerate(groups):
+        reps = per_user if per_user is not None else min(64, max(1, size // max(len(groups), 1)))
+        rows = [idx for idx in groups for _ in range(reps)]
+        ctx = np.full((len(rows), max(context_size, 1)), -1, dtype=np.int64)
+        for i, idx in enumerate(rows):
             take = rng.permutation(idx)[:context_size]
             ctx[i, : len(take)] = take
+        groups = rows
         was = self.training
         self.eval()
         means = []
