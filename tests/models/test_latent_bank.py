@@ -65,6 +65,9 @@ def test_fit_fills_the_bank_and_checkpoints_keep_it(linear_users, tmp_path):
     model = build("vpl", train.dim, latent_dim=4, hidden=32, inference="bank", bank_size=64)
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
     assert model.latent_bank.shape == (64, 4)  # 100 training users, capped at 64
+    assert model.fill_bank(train.subset(train.by_user()[0]), 4, per_user=5) == 5
+    assert model.fill_bank(train, 4, per_user=5) == 64  # the cap holds
+    assert model.fill_bank(train, 4) == 64
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
     assert torch.equal(loaded.latent_bank, model.latent_bank)
