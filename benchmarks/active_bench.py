@@ -125,7 +125,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
 def inference_note(args: argparse.Namespace) -> str:
     """How the posterior after n answers is inferred and what info-gain averages over."""
     opts = parse_model_options(args.option)
-    if opts.get("inference", build("vpl", 2).config.inference) == "bank":
+    if build("vpl", 2, **opts).inference == "bank":
         return ("Posterior after n answers: the latent bank (the training users' latents "
                 "reweighted by the likelihood of the answers); info-gain: BALD over the "
                 "weighted bank latents, re-weighted after every answer;")

@@ -99,3 +99,10 @@ def test_bank_inference_personalizes_on_new_users(linear_users):
 def test_unknown_inference_rejected():
     with pytest.raises(ValueError, match="unknown inference"):
         build("vpl", 12, inference="nope")
+
+
+def test_auto_inference_uses_the_bank_only_in_head_mode():
+    assert build("vpl", 12, hidden=16).inference == "bank"
+    assert build("vpl", 12, hidden=16, latent_mode="concat").inference == "amortized"
+    assert build("vpl", 12, hidden=16, latent_mode="concat", inference="bank").inference == "bank"
+    assert build("vpl", 12, hidden=16, inference="amortized").inference == "amortized"
