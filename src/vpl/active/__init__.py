@@ -31,7 +31,7 @@ from vpl.active.session import (
 __all__ = [
     "STRATEGIES", "ActiveResult", "ActiveSession", "CandidatePool", "Predictive",
     "binary_entropy", "candidate_logits", "entropy_accuracy_correlation", "extended_posteriors",
-    "info_gain", "latent_particles", "mean_ci", "posterior_entropy", "posterior_variance", "predictive",
-    "queries_to_reach", "reward_matrix", "run_active", "sample_latents", "select_queries",
-    "split_user_pairs", "time_selection",
+    "info_gain", "latent_particles", "mean_ci", "posterior_entropy", "posterior_variance",
+    "predictive", "queries_to_reach", "reward_matrix", "run_active", "sample_latents",
+    "select_queries", "split_user_pairs", "time_selection",
 ]

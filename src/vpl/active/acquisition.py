@@ -7,12 +7,12 @@ pool at once and takes the best, B times for a batch. What differs is the score:
 - ``info-gain``: expected information gain about the user latent z (BALD),
   ``I(z; y | q) = H[p(y | q, ctx)] - E_{z ~ q(z | ctx)} H[p(y | q, z)]``, estimated with S
   posterior samples; p(y | q, ctx) is the sample average of p(y | q, z), so both labels are
-  weighted by their predicted probability. With a VPL model that infers z from its latent bank
-  (`inference="bank"`) the samples are the bank's latents with their posterior weights (an
-  exact posterior over a finite set, multimodal where the user is ambiguous), resampled to at
-  most `max_particles`. For a batch the greedy score is the joint
-  information gain of the chosen labels and the candidate's (BatchBALD, Kirsch et al. 2019),
-  exact while the chosen labels have at most `max_configs` joint configurations.
+  weighted by their predicted probability. With a VPL model that infers z from its latent
+  bank (the default in `head` mode) the samples are the bank's latents with their posterior
+  weights (an exact posterior over a finite set, multimodal where the user is ambiguous),
+  resampled to at most `max_particles`. For a batch the greedy score is the joint information
+  gain of the chosen labels and the candidate's (BatchBALD, Kirsch et al. 2019), exact while
+  the chosen labels have at most `max_configs` joint configurations.
 - ``paper``: our reading of the variance-based set criterion of the VPL paper (Poddar et al.,
   2024): a candidate is scored by the variance of the amortized posterior
   q(z | ctx + chosen + candidate), averaged over the dimensions of z and *uniformly* over the

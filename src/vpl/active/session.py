@@ -121,7 +121,7 @@ class ActiveSession:
     @torch.no_grad()
     def posterior(self) -> Posterior:
         """q(z | answered comparisons), (1, Z) tensors; re-inferred after each answer (by the
-        encoder, or from the latent bank for a VPL model with `inference="bank"`)."""
+        encoder, or from the latent bank of a VPL model that uses one)."""
         if self._post is None:
             a, b = self.context()
             mask = torch.ones(1, a.shape[0], dtype=torch.bool)
