@@ -185,30 +185,17 @@ def reward_matrix(model: RewardModel, items: torch.Tensor, z: torch.Tensor,
                   cache: dict[Any, torch.Tensor] | None = None) -> torch.Tensor:
     """Reward of every item (U, D) under every latent (S, Z) -> (S, U).
 
-    VPL's `concat` reward splits its first layer into an item part (computed once per item,
-    and kept in `cache` if given) and a latent part (once per sample); its `head` reward is one
-    matrix product of item features and per-sample heads. Other models go through `reward`
-    on expanded tensors.
+    For VPL the item-only work (`VPL.item_part`) is done once per item and kept in `cache` if
+    given, and `VPL.reward_table` adds the latents. Other models go through `reward` on
+    expanded tensors.
     """
     from vpl.models.vpl import VPL
 
     s, u = z.shape[0], items.shape[0]
-    if isinstance(model, VPL) and model.config.latent_mode == "concat":
-        net = model.reward_net
-        first = net[0]
-        d = items.shape[1]
-        h_items = _cached(cache, model, first.weight, lambda: nn.functional.linear(
-            items, first.weight[:, :d], first.bias))  # (U, H)
-        h_z = z @ first.weight[:, d:].T  # (S, H)
-        h = h_items.unsqueeze(0) + h_z.unsqueeze(1)  # (S, U, H)
-        for layer in net[1:]:
-            h = layer(h)
-        return h.squeeze(-1)  # (S, U)
-    if isinstance(model, VPL) and model.config.latent_mode == "head":
-        feats = _cached(cache, model, model.features[0].weight,
-                        lambda: model.features(items))  # (U, H)
-        heads = model.head_base + model.head_from_z(z)  # (S, H)
-        return heads @ feats.T  # (S, U)
+    if isinstance(model, VPL):
+        part = _cached(cache, model, model.item_part_weight,
+                       lambda: model.item_part(items))  # (U, H)
+        return model.reward_table(part, z)  # (S, U)
     x = items.unsqueeze(0).expand(s, u, -1)  # (S, U, D)
     return model.reward(x, z)
 

@@ -181,33 +181,47 @@ class VPL(RewardModel):
         """Fill the latent bank from the training users (used when `inference` is `bank`)."""
         self.fill_bank(train, context_size, seed)
 
+    @property
+    def item_part_weight(self) -> torch.Tensor:
+        """The parameter `item_part` depends on first (its version tells when a cache of item
+        parts is stale)."""
+        if self.config.latent_mode == "concat":
+            return self.reward_net[0].weight
+        return self.features[0].weight
+
+    def item_part(self, items: torch.Tensor) -> torch.Tensor:
+        """The latent-free part of the reward of items (U, D) -> (U, H): the first layer's item
+        half in `concat` mode, the shared features phi(x) in `head` mode."""
+        if self.config.latent_mode == "concat":
+            first = self.reward_net[0]
+            return nn.functional.linear(items, first.weight[:, : self.input_dim], first.bias)
+        return self.features(items)
+
+    def reward_table(self, item_part: torch.Tensor, z: torch.Tensor,
+                     budget: int = 1 << 24) -> torch.Tensor:
+        """Reward of every item under every latent, (S, U), from `item_part` (U, H) and z (S, Z);
+        equal to `reward` without repeating item-only work per latent. In `concat` mode the
+        (S, n, H) hidden activations are built `budget` elements at a time."""
+        if self.config.latent_mode == "head":
+            return (self.head_base + self.head_from_z(z)) @ item_part.T  # (S, U)
+        net = self.reward_net
+        h_z = z @ net[0].weight[:, self.input_dim :].T  # (S, H)
+        step = max(1, budget // max(h_z.numel(), 1))
+        parts = []
+        for s in range(0, item_part.shape[0], step):
+            h = item_part[s : s + step].unsqueeze(0) + h_z.unsqueeze(1)  # (S, n, H)
+            for layer in net[1:]:
+                h = layer(h)
+            parts.append(h.squeeze(-1))
+        return torch.cat(parts, dim=1) if parts else h_z.new_zeros(z.shape[0], 0)
+
     def bank_log_likelihood(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                             ctx_mask: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
         """log p(context | z_m) for every bank latent: (B, K, D) x2, (B, K) -> (B, M)."""
-        bank = self.latent_bank
-        m = bank.shape[0]
         b, k, d = ctx_chosen.shape
-        if self.config.latent_mode == "head":
-            diff = self.features(ctx_chosen) - self.features(ctx_rejected)  # (B, K, H)
-            heads = self.head_base + self.head_from_z(bank)  # (M, H)
-            logits = diff @ heads.T  # (B, K, M)
-        else:  # concat: split the first layer into item and latent parts, chunk over pairs
-            net = self.reward_net
-            first = net[0]
-            h_z = bank @ first.weight[:, d:].T  # (M, H)
-            flat_c, flat_r = ctx_chosen.reshape(b * k, d), ctx_rejected.reshape(b * k, d)
-            step = max(1, budget // max(m * h_z.shape[1], 1))
-            parts = []
-            for s in range(0, b * k, step):
-                r = []
-                for x in (flat_c[s : s + step], flat_r[s : s + step]):
-                    h = (nn.functional.linear(x, first.weight[:, :d], first.bias).unsqueeze(1)
-                         + h_z.unsqueeze(0))  # (n, M, H)
-                    for layer in net[1:]:
-                        h = layer(h)
-                    r.append(h.squeeze(-1))
-                parts.append(r[0] - r[1])
-            logits = torch.cat(parts).reshape(b, k, m)
+        items = torch.cat([ctx_chosen.reshape(b * k, d), ctx_rejected.reshape(b * k, d)])
+        r = self.reward_table(self.item_part(items), self.latent_bank, budget)  # (M, 2BK)
+        logits = (r[:, : b * k] - r[:, b * k :]).T.reshape(b, k, r.shape[0])  # (B, K, M)
         ll = nn.functional.logsigmoid(logits) * ctx_mask.unsqueeze(-1)
         return ll.sum(1)  # (B, M)
 
