@@ -26,7 +26,7 @@ DEFAULT_REWARDS = ["oracle", "btl", "dpl", "vpl", "vpl-minmax", "vpl-spo"]
 
 
 def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
-         workdir: str, vpl_variant: str) -> dict[str, Any]:
+         workdir: str, vpl_variant: str, inference: str = "amortized") -> dict[str, Any]:
     """Run every reward choice for one (goals, seed); returns results and wall time."""
     import torch
 
@@ -38,7 +38,7 @@ def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
     logging.basicConfig(level=logging.WARNING)
     cfg = ControlConfig(goals=goals, seed=seed,
                         iql=dataclasses.replace(IQLSettings(), steps=steps, eval_every=eval_every),
-                        reward=RewardConfig(vpl_variant=vpl_variant))
+                        reward=RewardConfig(vpl_variant=vpl_variant, inference=inference))
     t0 = time.perf_counter()
     res = run_control(rewards, Path(workdir) / f"goals{goals}" / f"seed{seed}", cfg,
                       progress=False)
@@ -76,7 +76,7 @@ def table(runs: list[dict[str, Any]], goals: int, rewards: list[str]) -> str:
                      + " | ".join(per) + f" | {acc_s} | {corr_s} |")
     walls = [r["wall"] for r in rs]
     pol = [np.mean([v["seconds"]["policy"] for v in r["results"].values()]) for r in rs]
-    lines += ["", f"IQL steps per policy: {rs[0]['results']['oracle']['iql_steps']}; wall time "
+    lines += ["", f"IQL steps per policy: {next(iter(rs[0]['results'].values()))['iql_steps']}; wall time "
               f"per seed (data + reward models + {len(rs[0]['results'])} policies + evaluation): "
               f"{np.mean(walls):.0f} s (min {np.min(walls):.0f}, max {np.max(walls):.0f}); "
               f"mean IQL training time per policy {np.mean(pol):.0f} s.", ""]
@@ -128,6 +128,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--vpl-variant", default="concat", choices=("concat", "default"),
                    help="VPL configuration of the reward model (RewardConfig.vpl_variant)")
+    p.add_argument("--vpl-inference", default="amortized", choices=("amortized", "bank"),
+                   help="how VPL infers a user's latent (RewardConfig.inference)")
     p.add_argument("--jobs", type=int, default=2, help="(goals, seed) runs in parallel")
     p.add_argument("--workdir", default="runs/control_bench")
     p.add_argument("--out", default="benchmarks/results/control.md")
@@ -154,7 +156,8 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futs = [pool.submit(_one, g, s, rewards if g <= 2 else many, steps, args.eval_every,
-                            args.workdir, args.vpl_variant) for g, s in jobs]
+                            args.workdir, args.vpl_variant, args.vpl_inference)
+                for g, s in jobs]
         for f in futs:
             r = f.result()
             runs.append(r)
@@ -172,6 +175,8 @@ def main() -> None:
         + (f" --rewards {' '.join(rewards)}" if rewards != DEFAULT_REWARDS else "")
         + (f" --rewards-many {' '.join(many)}" if args.rewards_many else "")
         + (f" --vpl-variant {args.vpl_variant}" if args.vpl_variant != "concat" else "")
+        + (f" --vpl-inference {args.vpl_inference}" if args.vpl_inference != "amortized"
+           else "")
         + f"`; commit {commit}; IQL steps {steps} ({IQLSettings.n_step}-step targets); "
         f"total wall time {total:.0f} s with {args.jobs} parallel job(s) on this machine.", "",
         *[table(runs, g, rewards) for g in args.goals],

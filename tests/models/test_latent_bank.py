@@ -106,3 +106,70 @@ def test_auto_inference_uses_the_bank_only_in_head_mode():
     assert build("vpl", 12, hidden=16, latent_mode="concat").inference == "amortized"
     assert build("vpl", 12, hidden=16, latent_mode="concat", inference="bank").inference == "bank"
     assert build("vpl", 12, hidden=16, inference="amortized").inference == "amortized"
+
+
+def _padded_contexts(data):
+    from vpl.data.pairs import build_batch
+
+    by = data.by_user()
+    users = sorted(by)
+    ctx = np.full((len(users), max(len(by[u]) for u in users)), -1, dtype=np.int64)
+    for i, u in enumerate(users):
+        ctx[i, : len(by[u])] = by[u]
+    return np.array(users), build_batch(data, ctx[:, :1], data, ctx)
+
+
+def test_user_latents_are_the_bank_posterior_given_all_pairs(linear_users):
+    train, _ = linear_users
+    data = train.subset(np.flatnonzero(train.user < 6))
+    torch.manual_seed(0)
+    model = build("vpl", data.dim, latent_dim=3, hidden=16, inference="bank").eval()
+    model.latent_bank = torch.randn(9, 3)
+    users, z = model.user_latents(data, chunk=7)  # a chunk that splits users' pairs
+    want_users, batch = _padded_contexts(data)
+    assert np.array_equal(users, want_users)
+    want = model.bank_posterior(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask).mean
+    assert torch.allclose(z, want, atol=1e-5)
+
+
+def test_refine_retrains_the_decoder_under_the_users_latents(linear_users):
+    train, _ = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, bank_size=64, refine_epochs=0)
+    fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    users, z = model.user_latents(train)
+
+    def nll(m):
+        with torch.no_grad():
+            zz = z[torch.from_numpy(np.searchsorted(users, train.user))]
+            items = torch.from_numpy(train.items)
+            lg = (m.reward(items[train.chosen].unsqueeze(1), zz)
+                  - m.reward(items[train.rejected].unsqueeze(1), zz))
+            return float(torch.nn.functional.softplus(-lg).mean())
+
+    nll_before = nll(model)
+    model.refine(train, epochs=3, seed=0)
+    after = model.state_dict()
+    for name in before:
+        if name == "latent_bank":
+            continue
+        moved = not torch.equal(before[name], after[name])
+        assert moved == (name.split(".")[0] in ("features", "head_base", "head_from_z")), name
+    assert nll(model) < nll_before  # the M-step fits the pairs under the E-step latents
+    keep = model._bank_rows(len(users), 0)
+    assert model.latent_bank.shape == (64, 4) and torch.equal(model.latent_bank, z[keep])
+
+
+def test_fit_refines_only_with_bank_inference(linear_users):
+    train, _ = linear_users
+    kw = dict(latent_dim=4, hidden=32, latent_mode="concat", refine_epochs=3)
+    models = []
+    for inference in ("amortized", "bank"):
+        torch.manual_seed(0)
+        m = build("vpl", train.dim, inference=inference, **kw)
+        fit(m, train, None, TrainConfig(epochs=1, seed=0), progress=False)
+        models.append(m)
+    amortized, bank = models
+    # same seed and data: training is identical, only the bank model was refined after it
+    assert torch.equal(amortized.to_posterior.weight, bank.to_posterior.weight)
+    assert not torch.equal(amortized.reward_net[0].weight, bank.reward_net[0].weight)

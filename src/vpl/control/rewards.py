@@ -61,6 +61,9 @@ class RewardConfig:
     """VPL configuration: `concat` (z concatenated to the state features, attention pooling,
     target-only likelihood: the paper's setup, which the control tables were measured with) or
     `default` (the library's VPL defaults: z sets a per-user head on reward features)."""
+    inference: str = "amortized"
+    """How VPL infers a user's latent (`VPLConfig.inference`): `amortized` (the encoder's
+    posterior mean, which the control tables were measured with) or `bank`."""
     seed: int = 0
     """Training seed."""
 
@@ -87,9 +90,7 @@ def train_reward_model(reward: str, data: MazeData, cfg: RewardConfig,
         if cfg.vpl_variant not in VPL_VARIANTS:
             raise ValueError(f"unknown vpl_variant {cfg.vpl_variant!r}; choose from "
                              f"{VPL_VARIANTS}")
-        # amortized inference: the control tables were measured with it, and on the benchmark's
-        # 2-goal data picking the likeliest training latent identified no more test users
-        overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta, inference="amortized")
+        overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta, inference=cfg.inference)
         if cfg.vpl_variant == "concat":
             overrides.update(latent_mode="concat", set_encoder="attention", context_nll=0.0)
     seed_everything(cfg.seed)  # the weight initialization is part of the seeded run

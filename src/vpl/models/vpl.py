@@ -14,6 +14,9 @@ summarized as mean sum_m w_m z_m and the weighted variance. Nothing is trained p
 decoder itself scores the context (the encoder's amortization error drops out, at the price of
 a posterior confined to the bank's latents), and the posterior may be multimodal
 (`bank_weights` exposes it), which is what choosing informative queries needs.
+With bank inference, training ends with one EM step (`refine`): every training user's latent
+becomes their bank posterior mean given all of their pairs, the decoder is retrained for a few
+epochs under those latents, and they replace the bank.
 
 Reference: Poddar et al. (2024), "Personalizing Reinforcement Learning from Human Feedback
 with Variational Preference Learning", NeurIPS.
@@ -82,6 +85,15 @@ class VPLConfig:
     0.771, 2 types 0.873 vs 0.882, Pets full 0.955 vs 0.953."""
     bank_size: int = 2048
     """Most latents kept in the latent bank (one per training user by default)."""
+    refine_epochs: int = 5
+    """With bank inference, after training: epochs of decoder refinement, one EM step over the
+    training users (see `refine`). The decoder was trained under latents the encoder inferred
+    from small random contexts (0-8 pairs, some of them misidentified); refinement retrains it
+    under each user's bank posterior given *all* of the user's pairs, and those latents become
+    the bank. Seeds 0-1, K=8, unseen users: Personas 4 types 0.873 / 0.873 -> 0.883 / 0.878,
+    continuous 0.759 / 0.783 -> 0.765 / 0.790. 0 turns it off."""
+    refine_lr: float = 3e-4
+    """Adam learning rate of the decoder refinement."""
 
 
 @register("vpl")
@@ -158,9 +170,7 @@ class VPL(RewardModel):
         rng = np.random.default_rng(seed)
         groups = list(data.by_user().values())
         size = self.config.bank_size
-        if len(groups) > size:
-            keep = rng.choice(len(groups), size=size, replace=False)
-            groups = [groups[i] for i in sorted(keep)]
+        groups = [groups[i] for i in self._bank_rows(len(groups), seed)]
         reps = max(1, min(per_user, size // max(len(groups), 1)))
         rows = [idx for idx in groups for _ in range(reps)]
         ctx = np.full((len(rows), max(context_size, 1)), -1, dtype=np.int64)
@@ -179,8 +189,77 @@ class VPL(RewardModel):
         return int(self.latent_bank.shape[0])
 
     def after_fit(self, train: PairData, context_size: int, seed: int) -> None:
-        """Fill the latent bank from the training users (used when `inference` is `bank`)."""
+        """Fill the latent bank from the training users and, with bank inference, refine the
+        decoder (`refine_epochs`)."""
         self.fill_bank(train, context_size, seed)
+        if self.inference == "bank" and self.config.refine_epochs > 0:
+            self.refine(train, self.config.refine_epochs, seed)
+
+    @torch.no_grad()
+    def user_latents(self, data: PairData, chunk: int = 4096) -> tuple[np.ndarray, torch.Tensor]:
+        """The bank posterior mean of every user of `data` given all of that user's pairs:
+        (user indices (U,), latents (U, Z)). Likelihoods are accumulated pair by pair, so a user
+        with thousands of pairs costs no padding."""
+        dev = self.latent_bank.device
+        was = self.training
+        self.eval()
+        ll = torch.zeros(len(data.users), self.latent_bank.shape[0], device=dev)  # (all, M)
+        for s in range(0, len(data), chunk):
+            ch = torch.from_numpy(data.items[data.chosen[s : s + chunk]]).to(dev)
+            rj = torch.from_numpy(data.items[data.rejected[s : s + chunk]]).to(dev)
+            r = self.reward_table(self.item_part(torch.cat([ch, rj])), self.latent_bank)
+            n = len(ch)
+            lp = nn.functional.logsigmoid(r[:, :n] - r[:, n:]).T  # (P, M)
+            ll.index_add_(0, torch.from_numpy(data.user[s : s + chunk]).to(dev), lp)
+        self.train(was)
+        users = np.unique(data.user)
+        w = torch.softmax(ll[torch.from_numpy(users).to(dev)], dim=-1)  # (U, M)
+        return users, w @ self.latent_bank
+
+    def refine(self, data: PairData, epochs: int, seed: int = 0, batch_size: int = 512) -> None:
+        """One EM step of the decoder over the users of `data`, with the latent bank as prior.
+
+        E: each user's latent is their bank posterior mean given all of their pairs
+        (`user_latents`). M: `epochs` of Adam on the Bradley-Terry NLL of every pair under its
+        user's latent, training the reward features and head (the encoder is left as it is).
+        The bank then holds these latents (a random `bank_size` of them with more users), so a
+        new user is scored against the latents the decoder was refined under."""
+        users, z_users = self.user_latents(data)
+        dev = z_users.device
+        z_of = torch.zeros(len(data.users), self.latent_dim, device=dev)
+        z_of[torch.from_numpy(users).to(dev)] = z_users
+        params = [p for name, p in self.named_parameters()
+                  if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")]
+        opt = torch.optim.Adam(params, lr=self.config.refine_lr)
+        gen = torch.Generator().manual_seed(seed)
+        items = torch.from_numpy(data.items).to(dev)
+        chosen = torch.from_numpy(data.chosen).to(dev)
+        rejected = torch.from_numpy(data.rejected).to(dev)
+        owner = torch.from_numpy(data.user).to(dev)
+        was = self.training
+        self.train()
+        with torch.enable_grad():
+            for _ in range(epochs):
+                order = torch.randperm(len(data), generator=gen).to(dev)
+                for s in range(0, len(order), batch_size):
+                    i = order[s : s + batch_size]
+                    z = z_of[owner[i]]
+                    logits = (self.reward(items[chosen[i]].unsqueeze(1), z)
+                              - self.reward(items[rejected[i]].unsqueeze(1), z))
+                    loss = bradley_terry_nll(logits)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+        self.train(was)
+        keep = self._bank_rows(len(users), seed)
+        self.latent_bank = z_users[torch.from_numpy(keep).to(dev)].detach().clone()
+
+    def _bank_rows(self, n: int, seed: int) -> np.ndarray:
+        """Which of n users the bank keeps: all, or a random `bank_size` of them."""
+        size = self.config.bank_size
+        if n <= size:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
     @property
     def item_part_weight(self) -> torch.Tensor:
