@@ -55,7 +55,7 @@ def table(runs: list[dict[str, Any]], goals: int, rewards: list[str]) -> str:
     seeds = sorted(r["seed"] for r in rs)
     oracle = [r["results"]["oracle"]["success_rate"] for r in rs if "oracle" in r["results"]]
     o_mean = float(np.mean(oracle)) if oracle else float("nan")
-    names = list(rs[0]["results"]["oracle"]["per_goal"]) if oracle else []
+    names = list(next(iter(rs[0]["results"].values()))["per_goal"])
     head = ("| reward | scaling | success % | / oracle | " + " | ".join(f"goal {n} %" for n in names)
             + " | reward val acc | reward corr |")
     lines = [f"### {goals} goals (seeds {seeds})", "", head,
@@ -72,11 +72,13 @@ def table(runs: list[dict[str, Any]], goals: int, rewards: list[str]) -> str:
         ratio = np.mean(sr) / o_mean if o_mean > 0 else float("nan")
         acc_s = "—" if np.isnan(acc).all() else f"{np.nanmean(acc):.3f}"
         corr_s = "—" if np.isnan(corr).all() else f"{np.nanmean(corr):.2f}"
-        lines.append(f"| {rw} | {got[0]['scaling']} | {_fmt(sr)} | {ratio:.2f} | "
+        ratio_s = "—" if np.isnan(ratio) else f"{ratio:.2f}"
+        lines.append(f"| {rw} | {got[0]['scaling']} | {_fmt(sr)} | {ratio_s} | "
                      + " | ".join(per) + f" | {acc_s} | {corr_s} |")
     walls = [r["wall"] for r in rs]
     pol = [np.mean([v["seconds"]["policy"] for v in r["results"].values()]) for r in rs]
-    lines += ["", f"IQL steps per policy: {next(iter(rs[0]['results'].values()))['iql_steps']}; wall time "
+    steps = next(iter(rs[0]["results"].values()))["iql_steps"]  # the same for every reward
+    lines += ["", f"IQL steps per policy: {steps}; wall time "
               f"per seed (data + reward models + {len(rs[0]['results'])} policies + evaluation): "
               f"{np.mean(walls):.0f} s (min {np.min(walls):.0f}, max {np.max(walls):.0f}); "
               f"mean IQL training time per policy {np.mean(pol):.0f} s.", ""]

@@ -1,0 +1,33 @@
+"""The control benchmark's markdown table, with and without an oracle row."""
+
+import importlib.util
+from pathlib import Path
+
+
+def _bench():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "control_bench.py"
+    spec = importlib.util.spec_from_file_location("control_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _result(rate, per_goal, learned=True):
+    return {"success_rate": rate, "per_goal": per_goal, "scaling": "spo", "iql_steps": 100,
+            "reward_model": {"val_accuracy": 0.8} if learned else {},
+            "reward_correlation": {"A": 0.9} if learned else {}, "seconds": {"policy": 3.0}}
+
+
+def test_table_with_and_without_oracle():
+    cb = _bench()
+    vpl = _result(0.5, {"A": 0.75, "B": 0.25})
+    oracle = _result(1.0, {"A": 1.0, "B": 1.0}, learned=False)
+    with_oracle = cb.table([{"goals": 2, "seed": 0, "wall": 10.0,
+                             "results": {"oracle": oracle, "vpl-spo": vpl}}], 2,
+                           ["oracle", "vpl-spo"])
+    assert "| vpl-spo | spo | 50.0 ± 0.0 | 0.50 | 75.0 ± 0.0 | 25.0 ± 0.0 | 0.800 | 0.90 |" \
+        in with_oracle
+    alone = cb.table([{"goals": 2, "seed": 0, "wall": 10.0, "results": {"vpl-spo": vpl}}], 2,
+                     ["vpl-spo"])
+    assert "| vpl-spo | spo | 50.0 ± 0.0 | — | 75.0 ± 0.0 | 25.0 ± 0.0 | 0.800 | 0.90 |" in alone
+    assert "IQL steps per policy: 100;" in alone
