@@ -81,7 +81,8 @@ class VPLConfig:
     in `concat` mode, where it runs the whole reward MLP once per bank latent (too slow for
     evaluating thousands of pairs on a CPU). `bank` falls back to `amortized` while the bank is
     empty (during training, so early stopping sees the encoder). `vpl bench --suite full`,
-    K=8, 3 seeds: Personas 4 types 0.869 with `bank` vs 0.850 `amortized`, continuous 0.776 vs
+    K=8, 3 seeds, commit da56fde (bank without `refine_epochs`): Personas 4 types 0.869 with
+    `bank` vs 0.850 `amortized`, continuous 0.776 vs
     0.771, 2 types 0.873 vs 0.882, Pets full 0.955 vs 0.953."""
     bank_size: int = 2048
     """Most latents kept in the latent bank (one per training user by default)."""
@@ -208,10 +209,8 @@ class VPL(RewardModel):
         for s in range(0, len(data), chunk):
             ch = torch.from_numpy(data.items[data.chosen[s : s + chunk]]).to(dev)
             rj = torch.from_numpy(data.items[data.rejected[s : s + chunk]]).to(dev)
-            r = self.reward_table(self.item_part(torch.cat([ch, rj])), self.latent_bank)
-            n = len(ch)
-            lp = nn.functional.logsigmoid(r[:, :n] - r[:, n:]).T  # (P, M)
-            ll.index_add_(0, torch.from_numpy(data.user[s : s + chunk]).to(dev), lp)
+            ll.index_add_(0, torch.from_numpy(data.user[s : s + chunk]).to(dev),
+                          self.pair_log_likelihood(ch, rj))
         self.train(was)
         users = np.unique(data.user)
         w = torch.softmax(ll[torch.from_numpy(users).to(dev)], dim=-1)  # (U, M)
@@ -296,15 +295,22 @@ class VPL(RewardModel):
             parts.append(h.squeeze(-1))
         return torch.cat(parts, dim=1) if parts else h_z.new_zeros(z.shape[0], 0)
 
+    def pair_log_likelihood(self, chosen: torch.Tensor, rejected: torch.Tensor,
+                            budget: int = 1 << 24) -> torch.Tensor:
+        """log sigmoid(r(c, z_m) - r(r, z_m)) of pairs (P, D) x2 under every bank latent
+        -> (P, M)."""
+        n = chosen.shape[0]
+        r = self.reward_table(self.item_part(torch.cat([chosen, rejected])), self.latent_bank,
+                              budget)  # (M, 2P)
+        return nn.functional.logsigmoid(r[:, :n] - r[:, n:]).T
+
     def bank_log_likelihood(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                             ctx_mask: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
         """log p(context | z_m) for every bank latent: (B, K, D) x2, (B, K) -> (B, M)."""
         b, k, d = ctx_chosen.shape
-        items = torch.cat([ctx_chosen.reshape(b * k, d), ctx_rejected.reshape(b * k, d)])
-        r = self.reward_table(self.item_part(items), self.latent_bank, budget)  # (M, 2BK)
-        logits = (r[:, : b * k] - r[:, b * k :]).T.reshape(b, k, r.shape[0])  # (B, K, M)
-        ll = nn.functional.logsigmoid(logits) * ctx_mask.unsqueeze(-1)
-        return ll.sum(1)  # (B, M)
+        ll = self.pair_log_likelihood(ctx_chosen.reshape(b * k, d),
+                                      ctx_rejected.reshape(b * k, d), budget)  # (BK, M)
+        return (ll.reshape(b, k, ll.shape[1]) * ctx_mask.unsqueeze(-1)).sum(1)  # (B, M)
 
     def bank_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                      ctx_mask: torch.Tensor) -> torch.Tensor:
