@@ -187,7 +187,7 @@ def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
     pool = prep.train if prep.test_pool_is_train else None
     out: dict[str, Any] = {"dataset": prep.name, "model": model_key, "seed": seed,
                            "train_seconds": res.seconds, "best_epoch": res.best_epoch,
-                           "curve": {}}
+                           "after_fit": res.after_fit, "curve": {}}
     for k in ks:
         s = evaluate_pairs(model, prep.test, pool, context_size=k, seed=seed)
         out["curve"][str(k)] = s.summary()

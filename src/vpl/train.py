@@ -6,6 +6,7 @@ import copy
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +65,8 @@ class TrainResult:
     best_val_accuracy: float = float("nan")
     seconds: float = 0.0
     pairs_per_second: float = 0.0
+    after_fit: dict[str, float] = field(default_factory=dict)
+    """What the model's `after_fit` step reported (e.g. VPL's decoder refinement)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -98,6 +101,12 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
     model.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = TrainResult()
+    validate: Callable[[], float] | None = None
+    if val is not None and len(val):
+        def validate() -> float:
+            """Accuracy on `val` with contexts from `train` (the same contexts every call)."""
+            return evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
+                                  seed=cfg.seed, device=cfg.device).accuracy
     best_state, best_acc, stale = None, -1.0, 0
     n_batches = -(-sum(-(-len(ix) // cfg.targets_per_user) for ix in train.by_user().values())
                   // cfg.users_per_batch)
@@ -130,11 +139,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
                 sums[k] = sums.get(k, 0.0) + v
         train_seconds += time.perf_counter() - t_epoch
         row = {"epoch": epoch, **{k: v / max(nb, 1) for k, v in sums.items()}}
-        if val is not None and len(val):
-            ev = evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
-                                seed=cfg.seed, device=cfg.device)
-            row["val_accuracy"] = ev.accuracy
-            acc = ev.accuracy
+        if validate is not None:
+            acc = row["val_accuracy"] = validate()
         else:
             acc = -row["loss"]
         result.history.append(row)
@@ -149,7 +155,7 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.after_fit(train, cfg.context_size, cfg.seed)
+    result.after_fit = model.after_fit(train, cfg.context_size, cfg.seed, validate)
     model.eval()
     result.seconds = time.perf_counter() - t0
     result.pairs_per_second = pairs_seen / max(train_seconds, 1e-9)  # optimizer steps only

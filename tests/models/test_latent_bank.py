@@ -1,5 +1,6 @@
 """The VPL latent bank: empirical-Bayes inference over the training users' latents."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -173,3 +174,46 @@ def test_fit_refines_only_with_bank_inference(linear_users):
     # same seed and data: training is identical, only the bank model was refined after it
     assert torch.equal(amortized.to_posterior.weight, bank.to_posterior.weight)
     assert not torch.equal(amortized.reward_net[0].weight, bank.reward_net[0].weight)
+
+
+def _scripted(scores):
+    """A validate() that returns the given accuracies in turn."""
+    it = iter(scores)
+    return lambda: next(it)
+
+
+def test_refine_keeps_the_epoch_with_the_best_validation_accuracy(linear_users):
+    train, _ = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0)
+    fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
+    one_epoch = copy.deepcopy(model)
+    one_epoch.refine(train, epochs=1, seed=0)
+    # before, then after epochs 1-3: epoch 1 is best, later epochs are worse and get undone
+    info = model.refine(train, epochs=3, seed=0, validate=_scripted([0.60, 0.70, 0.65, 0.50]))
+    assert info == {"refine_epochs_kept": 1.0, "refine_val_accuracy_before": 0.60,
+                    "refine_val_accuracy_after": 0.70}
+    for name, p in one_epoch.state_dict().items():
+        assert torch.equal(p, model.state_dict()[name]), name
+
+
+def test_refine_is_undone_when_validation_accuracy_never_improves(linear_users):
+    train, _ = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0)
+    fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
+    before = copy.deepcopy(model.state_dict())
+    info = model.refine(train, epochs=2, seed=0, validate=_scripted([0.70, 0.70, 0.60]))
+    assert info["refine_epochs_kept"] == 0.0  # a tie keeps the unrefined model
+    for name, p in before.items():
+        assert torch.equal(p, model.state_dict()[name]), name
+
+
+def test_fit_passes_its_validation_set_to_the_refinement(linear_users):
+    train, val = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=2)
+    res = fit(model, train, val, TrainConfig(epochs=2, seed=0), progress=False)
+    assert set(res.after_fit) == {"refine_epochs_kept", "refine_val_accuracy_before",
+                                  "refine_val_accuracy_after"}
+    assert res.after_fit["refine_val_accuracy_after"] >= res.after_fit["refine_val_accuracy_before"]
+    # what fit reports is the accuracy of the model it returns
+    got = evaluate_pairs(model, val, pool=train, context_size=8, seed=0).accuracy
+    assert got == pytest.approx(res.after_fit["refine_val_accuracy_after"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -86,9 +87,13 @@ class RewardModel(nn.Module):
     def before_epoch(self, train: PairData, rng: np.random.Generator) -> None:
         """Called by the training loop at the start of every epoch (e.g. for an EM step)."""
 
-    def after_fit(self, train: PairData, context_size: int, seed: int) -> None:
+    def after_fit(self, train: PairData, context_size: int, seed: int,
+                  validate: Callable[[], float] | None = None) -> dict[str, float]:
         """Called by the training loop once the best weights are restored (e.g. to store facts
-        of the training users that inference needs). Default: nothing."""
+        of the training users that inference needs). `validate()` scores the model as it is on
+        the loop's validation set (accuracy; None without one), for steps that must not make
+        it worse. Returns facts worth recording (`TrainResult.after_fit`). Default: nothing."""
+        return {}
 
     def posterior(self, batch: ContextBatch) -> Posterior | None:
         """q(z | context) for each row of the batch; None for models without a latent."""

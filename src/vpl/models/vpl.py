@@ -24,6 +24,7 @@ with Variational Preference Learning", NeurIPS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +94,9 @@ class VPLConfig:
     under each user's bank posterior given *all* of the user's pairs, and those latents become
     the bank. `vpl bench --suite full`, K=8, 3 seeds, without -> with: Personas 4 types 0.869 ->
     0.883, 2 types 0.873 -> 0.886, continuous 0.776 -> 0.784, Pets full 0.955 -> 0.964 (NLL on
-    4 types 0.478 -> 0.544: sharper, less calibrated). 0 turns it off."""
+    4 types 0.478 -> 0.544: sharper, less calibrated). The training loop's validation set
+    guards it: the epoch with the best validation accuracy is kept, or none (on relabeled HH,
+    where 5 unguarded epochs overfit). 0 turns it off."""
     refine_lr: float = 3e-4
     """Adam learning rate of the decoder refinement."""
 
@@ -190,12 +193,14 @@ class VPL(RewardModel):
         self.latent_bank = (torch.cat(means) if means else torch.zeros(0, self.latent_dim)).to(dev)
         return int(self.latent_bank.shape[0])
 
-    def after_fit(self, train: PairData, context_size: int, seed: int) -> None:
+    def after_fit(self, train: PairData, context_size: int, seed: int,
+                  validate: Callable[[], float] | None = None) -> dict[str, float]:
         """Fill the latent bank from the training users and, with bank inference, refine the
-        decoder (`refine_epochs`)."""
+        decoder (`refine_epochs`, guarded by `validate` when given)."""
         self.fill_bank(train, context_size, seed)
         if self.inference == "bank" and self.config.refine_epochs > 0:
-            self.refine(train, self.config.refine_epochs, seed)
+            return self.refine(train, self.config.refine_epochs, seed, validate=validate)
+        return {}
 
     @torch.no_grad()
     def user_latents(self, data: PairData, chunk: int = 4096) -> tuple[np.ndarray, torch.Tensor]:
@@ -216,31 +221,46 @@ class VPL(RewardModel):
         w = torch.softmax(ll[torch.from_numpy(users).to(dev)], dim=-1)  # (U, M)
         return users, w @ self.latent_bank
 
-    def refine(self, data: PairData, epochs: int, seed: int = 0, batch_size: int = 512) -> None:
+    def refine(self, data: PairData, epochs: int, seed: int = 0, batch_size: int = 512,
+               validate: Callable[[], float] | None = None) -> dict[str, float]:
         """One EM step of the decoder over the users of `data`, with the latent bank as prior.
 
         E: each user's latent is their bank posterior mean given all of their pairs
         (`user_latents`). M: `epochs` of Adam on the Bradley-Terry NLL of every pair under its
         user's latent, training the reward features and head (the encoder is left as it is).
         The bank then holds these latents (a random `bank_size` of them with more users), so a
-        new user is scored against the latents the decoder was refined under."""
+        new user is scored against the latents the decoder was refined under.
+
+        With `validate` (accuracy on held-out data), the model is scored before refinement and
+        after every epoch, and the best state is kept, the unrefined one on ties: where the
+        decoder overfits the training pairs (relabeled HH), refinement stops or is undone.
+        Returns `refine_epochs_kept` and, with `validate`, the accuracy before and after."""
+        base_acc = validate() if validate is not None else float("nan")
         users, z_users = self.user_latents(data)
         dev = z_users.device
         z_of = torch.zeros(len(data.users), self.latent_dim, device=dev)
         z_of[torch.from_numpy(users).to(dev)] = z_users
-        params = [p for name, p in self.named_parameters()
-                  if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")]
-        opt = torch.optim.Adam(params, lr=self.config.refine_lr)
+        decoder = {name: p for name, p in self.named_parameters()
+                   if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")}
+        opt = torch.optim.Adam(list(decoder.values()), lr=self.config.refine_lr)
         gen = torch.Generator().manual_seed(seed)
         items = torch.from_numpy(data.items).to(dev)
         chosen = torch.from_numpy(data.chosen).to(dev)
         rejected = torch.from_numpy(data.rejected).to(dev)
         owner = torch.from_numpy(data.user).to(dev)
         was = self.training
-        self.train()
-        with torch.enable_grad():
-            for _ in range(epochs):
-                order = torch.randperm(len(data), generator=gen).to(dev)
+        old_bank = self.latent_bank
+        keep = self._bank_rows(len(users), seed)
+        self.latent_bank = z_users[torch.from_numpy(keep).to(dev)].detach().clone()
+
+        def snapshot() -> dict[str, torch.Tensor]:
+            return {name: p.detach().clone() for name, p in decoder.items()}
+
+        best_acc, kept, saved = base_acc, 0, snapshot() if validate is not None else {}
+        for epoch in range(1, epochs + 1):
+            self.train()
+            order = torch.randperm(len(data), generator=gen).to(dev)
+            with torch.enable_grad():
                 for s in range(0, len(order), batch_size):
                     i = order[s : s + batch_size]
                     z = z_of[owner[i]]
@@ -250,9 +270,20 @@ class VPL(RewardModel):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+            if validate is not None:
+                acc = validate()
+                if acc > best_acc + 1e-4:
+                    best_acc, kept, saved = acc, epoch, snapshot()
         self.train(was)
-        keep = self._bank_rows(len(users), seed)
-        self.latent_bank = z_users[torch.from_numpy(keep).to(dev)].detach().clone()
+        if validate is None:
+            return {"refine_epochs_kept": float(epochs)}
+        with torch.no_grad():
+            for name, p in decoder.items():
+                p.copy_(saved[name])
+        if kept == 0:
+            self.latent_bank = old_bank
+        return {"refine_epochs_kept": float(kept), "refine_val_accuracy_before": base_acc,
+                "refine_val_accuracy_after": best_acc}
 
     def _bank_rows(self, n: int, seed: int) -> np.ndarray:
         """Which of n users the bank keeps: all, or a random `bank_size` of them."""
