@@ -26,7 +26,7 @@ DEFAULT_REWARDS = ["oracle", "btl", "dpl", "vpl", "vpl-minmax", "vpl-spo"]
 
 
 def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
-         workdir: str, vpl_variant: str, inference: str = "amortized") -> dict[str, Any]:
+         workdir: str, reward_kw: dict[str, Any]) -> dict[str, Any]:
     """Run every reward choice for one (goals, seed); returns results and wall time."""
     import torch
 
@@ -38,7 +38,7 @@ def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
     logging.basicConfig(level=logging.WARNING)
     cfg = ControlConfig(goals=goals, seed=seed,
                         iql=dataclasses.replace(IQLSettings(), steps=steps, eval_every=eval_every),
-                        reward=RewardConfig(vpl_variant=vpl_variant, inference=inference))
+                        reward=RewardConfig(**reward_kw))
     t0 = time.perf_counter()
     res = run_control(rewards, Path(workdir) / f"goals{goals}" / f"seed{seed}", cfg,
                       progress=False)
@@ -128,10 +128,12 @@ def main() -> None:
                    help="reward choices for goal counts > 2 (default: --rewards)")
     p.add_argument("--iql-steps", type=int, default=None, help="default: IQLSettings.steps")
     p.add_argument("--eval-every", type=int, default=2000)
-    p.add_argument("--vpl-variant", default="concat", choices=("concat", "default"),
+    p.add_argument("--vpl-variant", default=None, choices=("concat", "default"),
                    help="VPL configuration of the reward model (RewardConfig.vpl_variant)")
-    p.add_argument("--vpl-inference", default="amortized", choices=("amortized", "bank"),
+    p.add_argument("--vpl-inference", default=None, choices=("amortized", "bank"),
                    help="how VPL infers a user's latent (RewardConfig.inference)")
+    p.add_argument("--label-noise", type=float, default=None,
+                   help="VPL's label-noise rate (RewardConfig.label_noise)")
     p.add_argument("--jobs", type=int, default=2, help="(goals, seed) runs in parallel")
     p.add_argument("--workdir", default="runs/control_bench")
     p.add_argument("--out", default="benchmarks/results/control.md")
@@ -154,11 +156,17 @@ def main() -> None:
     many = usable(args.rewards_many) if args.rewards_many else rewards
     steps = args.iql_steps or IQLSettings.steps
     jobs = [(g, s) for g in args.goals for s in args.seeds]
+    # flags given on the command line override RewardConfig's defaults
+    flags = {"vpl_variant": ("--vpl-variant", args.vpl_variant),
+             "inference": ("--vpl-inference", args.vpl_inference),
+             "label_noise": ("--label-noise", args.label_noise)}
+    reward_kw = {k: v for k, (_, v) in flags.items() if v is not None}
+    given = "".join(f" {flag} {v}" for flag, v in flags.values() if v is not None)
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futs = [pool.submit(_one, g, s, rewards if g <= 2 else many, steps, args.eval_every,
-                            args.workdir, args.vpl_variant, args.vpl_inference)
+                            args.workdir, reward_kw)
                 for g, s in jobs]
         for f in futs:
             r = f.result()
@@ -176,9 +184,7 @@ def main() -> None:
         f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs}"
         + (f" --rewards {' '.join(rewards)}" if rewards != DEFAULT_REWARDS else "")
         + (f" --rewards-many {' '.join(many)}" if args.rewards_many else "")
-        + (f" --vpl-variant {args.vpl_variant}" if args.vpl_variant != "concat" else "")
-        + (f" --vpl-inference {args.vpl_inference}" if args.vpl_inference != "amortized"
-           else "")
+        + given
         + f"`; commit {commit}; IQL steps {steps} ({IQLSettings.n_step}-step targets); "
         f"total wall time {total:.0f} s with {args.jobs} parallel job(s) on this machine.", "",
         *[table(runs, g, rewards) for g in args.goals],

@@ -9,7 +9,9 @@ from vpl.losses import (
     kl_anneal,
     kl_with_free_bits,
     masked_mean,
+    noisy_logits,
     pair_accuracy,
+    preference_log_likelihood,
 )
 
 
@@ -27,6 +29,32 @@ def test_bradley_terry_mask_and_stability():
     loss.backward()
     assert torch.isfinite(logits.grad).all()
     assert logits.grad[0, 1] == 0.0  # masked entry gets no gradient
+
+
+def test_label_noise_likelihood_known_values_and_bounds():
+    eps = 0.05
+    logits = torch.tensor([-1e4, -3.0, 0.0, 2.0, 1e4])
+    ll = preference_log_likelihood(logits, eps)
+    want = [math.log(eps + (1 - 2 * eps) / (1 + math.exp(-x))) for x in (-700.0, -3.0, 0.0, 2.0)]
+    want.append(math.log(1 - eps))
+    assert ll.tolist() == pytest.approx(want, rel=1e-5)  # -1e4: the floor log(eps), not -1e4
+    assert torch.equal(preference_log_likelihood(logits, 0.0), torch.nn.functional.logsigmoid(logits))
+    assert bradley_terry_nll(torch.tensor([0.0]), label_noise=eps).item() == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match="label_noise"):
+        preference_log_likelihood(logits, 0.5)
+
+
+def test_noisy_logits_keep_the_sign_and_give_the_noisy_probability():
+    eps = 0.1
+    logits = torch.tensor([-50.0, -0.3, 0.0, 0.7, 50.0], requires_grad=True)
+    out = noisy_logits(logits, eps)
+    p = eps + (1 - 2 * eps) * torch.sigmoid(logits)
+    assert torch.allclose(torch.sigmoid(out), p, atol=1e-6)
+    assert torch.equal(torch.sign(out), torch.sign(logits))
+    assert out.abs().max().item() == pytest.approx(math.log((1 - eps) / eps), rel=1e-5)
+    out.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    assert noisy_logits(logits, 0.0) is logits
 
 
 def test_gaussian_kl_known_values():

@@ -391,6 +391,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
         if unknown:
             raise ValueError(f"unknown bench model(s) {unknown}; expected {ALL_MODELS}")
         suite = dataclasses.replace(suite, models=tuple(models))
+    commit = git_commit()  # before this run writes its own outputs, which may be tracked
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -436,7 +437,6 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     for ds, models_ in table.items():
         plot_few_shot(ds, models_, out / f"{ds}_few_shot.png")
     seconds = time.perf_counter() - t0
-    commit = git_commit()
     report = render_report(suite, table, seconds, commit, skipped)
     atomic_write_text(out / "results.json", json.dumps(
         {"suite": suite.name, "commit": commit, "seconds": seconds, "table": table,

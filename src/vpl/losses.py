@@ -23,13 +23,42 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def bradley_terry_nll(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean negative log-likelihood that chosen beats rejected, `-logsigmoid(r_c - r_r)`.
+def preference_log_likelihood(logits: torch.Tensor, label_noise: float = 0.0) -> torch.Tensor:
+    """log p(chosen beats rejected) of reward differences `logits`, elementwise.
+
+    Bradley-Terry, logsigmoid(logits), when `label_noise` is 0. With label noise eps, every
+    label is flipped with probability eps whatever the reward difference (a lapse):
+        p = eps + (1 - 2 eps) sigmoid(logits),
+    so one mislabeled pair costs at most -log(eps) nats instead of growing without bound with
+    the reward difference. Computed as a log-sum-exp, stable for any logit.
+    """
+    if label_noise <= 0.0:
+        return F.logsigmoid(logits)
+    if not label_noise < 0.5:
+        raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise}")
+    return torch.logaddexp(torch.full_like(logits, math.log(label_noise)),
+                           math.log1p(-2.0 * label_noise) + F.logsigmoid(logits))
+
+
+def noisy_logits(logits: torch.Tensor, label_noise: float = 0.0) -> torch.Tensor:
+    """Log-odds of the chosen response winning under `preference_log_likelihood`: the reward
+    difference itself without label noise, squashed into [logit(eps), logit(1 - eps)] with it.
+    The sign, and so the predicted label, never changes."""
+    if label_noise <= 0.0:
+        return logits
+    return (preference_log_likelihood(logits, label_noise)
+            - preference_log_likelihood(-logits, label_noise))
+
+
+def bradley_terry_nll(logits: torch.Tensor, mask: torch.Tensor | None = None,
+                      label_noise: float = 0.0) -> torch.Tensor:
+    """Mean negative log-likelihood that chosen beats rejected, `-logsigmoid(r_c - r_r)`, or
+    its label-noise version (`preference_log_likelihood`).
 
     `logits` are log-odds of the chosen response winning; logsigmoid is stable for any value,
     and the mean (not sum) keeps the scale independent of batch size.
     """
-    return masked_mean(-F.logsigmoid(logits), mask)
+    return masked_mean(-preference_log_likelihood(logits, label_noise), mask)
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

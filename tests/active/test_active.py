@@ -246,3 +246,19 @@ def test_bank_particles_weighted_info_gain(linear_users) -> None:
     z2, w2 = latent_particles(model, a, b, samples=4, max_particles=3,
                               generator=torch.Generator().manual_seed(0))
     assert z2.shape[0] <= 3 and torch.allclose(w2.sum(), torch.tensor(1.0))
+
+
+def test_candidate_logits_carry_the_models_label_noise(linear_users):
+    """With label noise eps, no answer is ever certain: every label probability lies in
+    [eps, 1 - eps], so a query the latent decides still leaves eps of aleatoric entropy."""
+    train, test = linear_users
+    eps = 0.1
+    torch.manual_seed(0)
+    model = build("vpl", train.dim, latent_dim=2, hidden=16, layers=1, label_noise=eps)
+    fit(model, train, config=TrainConfig(epochs=1, seed=0), progress=False)
+    pool = CandidatePool.from_pairs(test, test.by_user()[0][:20])
+    z = model.latent_bank
+    raw = reward_matrix(model, pool.items, z)
+    raw = raw[:, pool.first] - raw[:, pool.second]
+    p = torch.sigmoid(candidate_logits(model, pool, z))
+    torch.testing.assert_close(p, eps + (1 - 2 * eps) * torch.sigmoid(raw))

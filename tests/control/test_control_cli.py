@@ -25,6 +25,17 @@ def test_data_then_control_run_vpl_spo(tmp_path) -> None:
     assert [c["step"] for c in res["curve"]] == [15, 30]
     assert (out / "reward_maps.png").exists() and (out / "rollouts.png").exists()
     assert (out / "policy" / "policy.safetensors").exists()
+    assert res["config"]["reward"]["inference"] == "bank"  # the maze defaults
+    assert res["config"]["reward"]["label_noise"] == 0.05
+
+
+def test_control_run_passes_the_vpl_inference_flags(tmp_path) -> None:
+    out = tmp_path / "run"
+    assert main(["control", "run", "--goals", "2", "--reward", "vpl", "--out", str(out),
+                 "--no-plots", "--vpl-inference", "amortized", "--label-noise", "0.1",
+                 *TINY]) == 0
+    reward = json.loads((out / "results.json").read_text())["config"]["reward"]
+    assert (reward["inference"], reward["label_noise"]) == ("amortized", 0.1)
 
 
 def test_control_run_oracle_four_goals(tmp_path) -> None:

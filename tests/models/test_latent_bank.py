@@ -9,6 +9,7 @@ import torch
 
 from vpl.checkpoint import load_model, save_model
 from vpl.evaluate import evaluate_pairs
+from vpl.losses import noisy_logits
 from vpl.models import build
 from vpl.train import TrainConfig, fit
 
@@ -217,3 +218,31 @@ def test_fit_passes_its_validation_set_to_the_refinement(linear_users):
     # what fit reports is the accuracy of the model it returns
     got = evaluate_pairs(model, val, pool=train, context_size=8, seed=0).accuracy
     assert got == pytest.approx(res.after_fit["refine_val_accuracy_after"])
+
+
+def test_label_noise_bounds_the_likelihood_and_the_predictions(linear_users):
+    import math
+
+    train, _ = linear_users
+    eps = 0.05
+    torch.manual_seed(0)
+    noisy = build("vpl", train.dim, latent_dim=4, hidden=32, label_noise=eps,
+                  inference="amortized")  # the bank is filled all the same
+    fit(noisy, train, None, TrainConfig(epochs=2, seed=0), progress=False)
+    plain = copy.deepcopy(noisy)
+    plain.config = dataclasses.replace(noisy.config, label_noise=0.0)
+    items = torch.from_numpy(train.items)
+    # a pair scored backwards by ten reward units costs at most -log(eps) per bank latent
+    c, r = items[train.chosen[:50]], items[train.rejected[:50]]
+    ll_noisy = noisy.pair_log_likelihood(r * 10, c * 10)
+    ll_plain = plain.pair_log_likelihood(r * 10, c * 10)
+    assert ll_noisy.min().item() >= math.log(eps) - 1e-5
+    assert ll_plain.min().item() < math.log(eps)  # without the noise term it is unbounded
+    # with the same latents (the encoder's), predictions are the plain ones squashed
+    scores = evaluate_pairs(noisy, train, context_size=4, seed=0).logits
+    plain_scores = evaluate_pairs(plain, train, context_size=4, seed=0).logits
+    assert np.abs(scores).max() <= math.log((1 - eps) / eps) + 1e-5
+    want = noisy_logits(torch.from_numpy(plain_scores), eps).numpy()
+    assert np.allclose(scores, want, atol=1e-4)
+    with pytest.raises(ValueError, match="label_noise"):
+        build("vpl", train.dim, label_noise=0.5)

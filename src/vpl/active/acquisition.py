@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from vpl.data.pairs import PairData
+from vpl.losses import noisy_logits
 from vpl.models.base import Posterior, RewardModel
 
 STRATEGIES: tuple[str, ...] = ("random", "info-gain", "paper")
@@ -201,9 +202,11 @@ def reward_matrix(model: RewardModel, items: torch.Tensor, z: torch.Tensor,
 
 
 def candidate_logits(model: RewardModel, pool: CandidatePool, z: torch.Tensor) -> torch.Tensor:
-    """Log-odds that `first` beats `second` for all N candidates under all S latents -> (S, N)."""
+    """Log-odds that `first` beats `second` for all N candidates under all S latents -> (S, N),
+    with the model's label noise (`VPLConfig.label_noise`) if it has one."""
     r = reward_matrix(model, pool.items, z, pool.cache)  # (S, U)
-    return r[:, pool.first] - r[:, pool.second]
+    return noisy_logits(r[:, pool.first] - r[:, pool.second],
+                        getattr(model.config, "label_noise", 0.0))
 
 
 def predictive(logits: torch.Tensor, weights: torch.Tensor | None = None) -> Predictive:

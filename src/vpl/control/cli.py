@@ -56,6 +56,11 @@ def add_control_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="IQL steps between success evaluations (0: only at the end)")
     p.add_argument("--reward-epochs", type=int, default=RewardConfig.epochs,
                    help="maximum reward-model epochs")
+    p.add_argument("--vpl-inference", default=RewardConfig.inference,
+                   choices=("amortized", "bank"),
+                   help="how VPL infers a user's latent from their labeled queries")
+    p.add_argument("--label-noise", type=float, default=RewardConfig.label_noise,
+                   help="VPL's assumed rate of flipped labels (0: plain Bradley-Terry)")
     p.add_argument("--episodes", type=int, default=MazeDataConfig.episodes,
                    help="exploration episodes when data is generated")
     p.add_argument("--users-per-goal", type=int, default=MazeDataConfig.train_users_per_goal,
@@ -73,7 +78,8 @@ def config_from_args(args: argparse.Namespace) -> ControlConfig:
         plots=not args.no_plots,
         data=dataclasses.replace(base.data, noise=args.noise, episodes=args.episodes,
                                  train_users_per_goal=args.users_per_goal),
-        reward=dataclasses.replace(base.reward, epochs=args.reward_epochs),
+        reward=dataclasses.replace(base.reward, epochs=args.reward_epochs,
+                                   inference=args.vpl_inference, label_noise=args.label_noise),
         iql=dataclasses.replace(base.iql, steps=args.iql_steps, eval_every=args.eval_every),
     )
 
