@@ -14,8 +14,10 @@ TINY = ["--iql-steps", "30", "--eval-every", "15", "--reward-epochs", "1", "--ep
 def test_data_then_control_run_vpl_spo(tmp_path) -> None:
     data = tmp_path / "data"
     assert main(["data", "maze", "--goals", "2", "--out", str(data), "--seed", "1",
-                 "--noise", "0.1"]) == 0
+                 "--noise", "0.1", "--episodes", "40", "--users-per-goal", "24"]) == 0
     assert (data / "meta.json").exists() and (data / "exploration.npz").exists()
+    meta = json.loads((data / "meta.json").read_text())["config"]
+    assert (meta["episodes"], meta["train_users_per_goal"], meta["noise"]) == (40, 24, 0.1)
     out = tmp_path / "run"
     assert main(["control", "run", "--goals", "2", "--reward", "vpl-spo", "--out", str(out),
                  "--data", str(data), *TINY]) == 0

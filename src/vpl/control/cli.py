@@ -25,6 +25,10 @@ def add_maze_data_parser(data_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=MazeDataConfig.noise,
                    help="probability that a label is flipped")
     p.add_argument("--layout", default="large", help="maze layout (large, medium, umaze)")
+    p.add_argument("--episodes", type=int, default=MazeDataConfig.episodes,
+                   help="exploration episodes")
+    p.add_argument("--users-per-goal", type=int, default=MazeDataConfig.train_users_per_goal,
+                   help="training users per goal")
     p.set_defaults(func=_cmd_data_maze)
 
 
@@ -32,7 +36,8 @@ def _cmd_data_maze(args: argparse.Namespace) -> int:
     from vpl.control.offline import make_maze_data
 
     path = make_maze_data(args.goals, args.out, seed=args.seed, noise=args.noise,
-                          layout=args.layout)
+                          layout=args.layout, episodes=args.episodes,
+                          train_users_per_goal=args.users_per_goal)
     print(f"wrote maze data to {path}")
     return 0
 
