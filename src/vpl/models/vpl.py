@@ -107,11 +107,12 @@ class VPLConfig:
     training users (see `refine`). The decoder was trained under latents the encoder inferred
     from small random contexts (0-8 pairs, some of them misidentified); refinement retrains it
     under each user's bank posterior given *all* of the user's pairs, and those latents become
-    the bank. `vpl bench --suite full`, K=8, 3 seeds, without -> with: Personas 4 types 0.869 ->
-    0.883, 2 types 0.873 -> 0.886, continuous 0.776 -> 0.784, Pets full 0.955 -> 0.964 (NLL on
-    4 types 0.478 -> 0.544: sharper, less calibrated). The training loop's validation set
-    guards it: the epoch with the best validation accuracy is kept, or none (on relabeled HH,
-    where 5 unguarded epochs overfit). 0 turns it off."""
+    the bank. The training loop's validation set guards it: the epoch with the best validation
+    accuracy is kept, or none. `vpl bench --suite full`, K=8, 3 seeds, without (commit f98b03f)
+    -> 5 unguarded epochs (41e042f) -> guarded (ccb403c): Personas 4 types 0.869 -> 0.883 ->
+    0.882, 2 types 0.873 -> 0.886 -> 0.878, continuous 0.776 -> 0.784 -> 0.782, Pets full
+    0.955 -> 0.964 -> 0.963, relabeled HH 0.536 -> 0.524 -> 0.533 (NLL on 4 types 0.478 ->
+    0.544 -> 0.538: sharper, less calibrated). 0 turns it off."""
     refine_lr: float = 3e-4
     """Adam learning rate of the decoder refinement."""
 
@@ -243,8 +244,8 @@ class VPL(RewardModel):
         """One EM step of the decoder over the users of `data`, with the latent bank as prior.
 
         E: each user's latent is their bank posterior mean given all of their pairs
-        (`user_latents`). M: `epochs` of Adam on the Bradley-Terry NLL of every pair under its
-        user's latent, training the reward features and head (the encoder is left as it is).
+        (`user_latents`). M: `epochs` of Adam on the Bradley-Terry NLL (with `label_noise`) of
+        every pair under its user's latent, training the reward features and head (the encoder is left as it is).
         The bank then holds these latents (a random `bank_size` of them with more users), so a
         new user is scored against the latents the decoder was refined under.
 
