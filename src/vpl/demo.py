@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from vpl.checkpoint import load_model
-from vpl.data.io import write_jsonl
+from vpl.data.io import atomic_write_text, write_jsonl
 from vpl.evaluate import evaluate_pairs
 from vpl.pipeline import load_pairs, train_run
 from vpl.train import TrainConfig
@@ -59,5 +59,5 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, epochs: int | None
         print(f"| {r['variant']} | {r['model']} | {r['seen_users_heldout']:.3f} | "
               f"{r['unseen_users']:.3f} | {r['test_file']:.3f} | "
               f"{r['test_file_item_disjoint']:.3f} | {au} |")
-    (out / "demo.json").write_text(json.dumps({"rows": rows, "seconds": total}, indent=2))
+    atomic_write_text(out / "demo.json", json.dumps({"rows": rows, "seconds": total}, indent=2))
     return rows

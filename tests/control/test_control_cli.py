@@ -20,7 +20,7 @@ def test_data_then_control_run_vpl_spo(tmp_path) -> None:
     assert (meta["episodes"], meta["train_users_per_goal"], meta["noise"]) == (40, 24, 0.1)
     out = tmp_path / "run"
     assert main(["control", "run", "--goals", "2", "--reward", "vpl-spo", "--out", str(out),
-                 "--data", str(data), *TINY]) == 0
+                 "--data", str(data), "--seed", "2", *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
     assert 0.0 <= res["success_rate"] <= 1.0
     assert set(res["per_goal"]) == {"A", "B"}
@@ -29,6 +29,9 @@ def test_data_then_control_run_vpl_spo(tmp_path) -> None:
     assert (out / "policy" / "policy.safetensors").exists()
     assert res["config"]["reward"]["inference"] == "bank"  # the maze defaults
     assert res["config"]["reward"]["label_noise"] == 0.05
+    # the recorded config is what ran: the loaded data's own settings, the run's seed everywhere
+    assert (res["config"]["data"]["seed"], res["config"]["data"]["noise"]) == (1, 0.1)
+    assert res["config"]["reward"]["seed"] == res["config"]["iql"]["seed"] == res["seed"] == 2
 
 
 def test_control_run_passes_the_vpl_inference_flags(tmp_path) -> None:
@@ -46,6 +49,7 @@ def test_control_run_oracle_four_goals(tmp_path) -> None:
                  "--no-plots", *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["per_goal"]) == {"A", "B", "C", "D"}
+    assert res["config"]["data"]["goals"] == 4  # generated with the run's goal count
 
 
 def test_dpl_without_model_fails_clearly(tmp_path, capsys, monkeypatch) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vpl.control.maze import Maze
+from vpl.data.io import atomic_write_text
 from vpl.data.pairs import PairData
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def save(data: MazeData, out: str | os.PathLike) -> Path:
     meta = {"config": dataclasses.asdict(data.config), "goals": [list(g) for g in data.maze.goals],
             "goal_names": data.maze.goal_names,
             "transitions": int(data.actions.shape[0] * data.actions.shape[1])}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))  # last: marks a complete save
     return out
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vpl.control.maze import Maze
+from vpl.data.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def save_policy(policy: LatentPolicy, out: str | os.PathLike,
                      "step_size": maze.step_size, "goal_radius": maze.goal_radius,
                      "rbf_width": maze.rbf_width},
             **(extra or {})}
-    (out / "policy.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    atomic_write_text(out / "policy.json", json.dumps(meta, indent=2))
     return out
 
 

@@ -38,6 +38,7 @@ from vpl.control.rewards import (
     posterior_means,
     train_reward_model,
 )
+from vpl.data.io import atomic_write_text
 from vpl.models import RewardModel
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,8 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
     ref = data.obs.reshape(-1, 2)
     rcfg = dataclasses.replace(cfg.reward, seed=cfg.seed)
     iql = dataclasses.replace(cfg.iql, seed=cfg.seed)
+    # what actually ran: the data's own config (generated or loaded) and the seeded sub-configs
+    effective = dataclasses.replace(cfg, data=data.config, reward=rcfg, iql=iql)
     models: dict[str, tuple[RewardModel, dict[str, float]]] = {}
     results: dict[str, dict[str, Any]] = {}
     for reward in rewards:
@@ -285,7 +288,7 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
             "reward_correlation": _reward_quality(maze, fn, test_z, ref[::10]),
             "seconds": {"data": t_data, "reward_model": t_reward, "policy": t_policy,
                         "total": time.perf_counter() - t1},
-            "config": dataclasses.asdict(cfg),
+            "config": dataclasses.asdict(effective),
         }
         where = out if len(rewards) == 1 else out / reward
         where.mkdir(parents=True, exist_ok=True)
@@ -296,8 +299,8 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
         if cfg.plots:
             plot_reward_maps(maze, fn, test_z, where / "reward_maps.png", title=reward)
             plot_rollouts(maze, paths, where / "rollouts.png", title=reward)
-        (where / "results.json").write_text(json.dumps(res, indent=2, default=_json_default),
-                                            encoding="utf-8")
+        atomic_write_text(where / "results.json",
+                          json.dumps(res, indent=2, default=_json_default))
         results[reward] = res
         log.info("%s: success %.3f %s", reward, res["success_rate"], per_goal)
     return results
