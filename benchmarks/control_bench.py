@@ -77,8 +77,10 @@ def table(runs: list[dict[str, Any]], goals: int, rewards: list[str]) -> str:
                      + " | ".join(per) + f" | {acc_s} | {corr_s} |")
     walls = [r["wall"] for r in rs]
     pol = [np.mean([v["seconds"]["policy"] for v in r["results"].values()]) for r in rs]
-    steps = next(iter(rs[0]["results"].values()))["iql_steps"]  # the same for every reward
-    lines += ["", f"IQL steps per policy: {steps}; wall time "
+    first = next(iter(rs[0]["results"].values()))
+    steps = first["iql_steps"]  # the same for every reward
+    width = first.get("config", {}).get("iql", {}).get("hidden", "?")
+    lines += ["", f"IQL steps per policy: {steps} (networks {width} wide); wall time "
               f"per seed (data + reward models + {len(rs[0]['results'])} policies + evaluation): "
               f"{np.mean(walls):.0f} s (min {np.min(walls):.0f}, max {np.max(walls):.0f}); "
               f"mean IQL training time per policy {np.mean(pol):.0f} s.", ""]

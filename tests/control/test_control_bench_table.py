@@ -15,7 +15,8 @@ def _bench():
 def _result(rate, per_goal, learned=True):
     return {"success_rate": rate, "per_goal": per_goal, "scaling": "spo", "iql_steps": 100,
             "reward_model": {"val_accuracy": 0.8} if learned else {},
-            "reward_correlation": {"A": 0.9} if learned else {}, "seconds": {"policy": 3.0}}
+            "reward_correlation": {"A": 0.9} if learned else {}, "seconds": {"policy": 3.0},
+            "config": {"iql": {"hidden": 128}}}
 
 
 def test_table_with_and_without_oracle():
@@ -30,4 +31,4 @@ def test_table_with_and_without_oracle():
     alone = cb.table([{"goals": 2, "seed": 0, "wall": 10.0, "results": {"vpl-spo": vpl}}], 2,
                      ["vpl-spo"])
     assert "| vpl-spo | spo | 50.0 ± 0.0 | — | 75.0 ± 0.0 | 25.0 ± 0.0 | 0.800 | 0.90 |" in alone
-    assert "IQL steps per policy: 100;" in alone
+    assert "IQL steps per policy: 100 (networks 128 wide);" in alone

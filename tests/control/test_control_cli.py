@@ -29,6 +29,8 @@ def test_data_then_control_run_vpl_spo(tmp_path) -> None:
     assert (out / "policy" / "policy.safetensors").exists()
     assert res["config"]["reward"]["inference"] == "bank"  # the maze defaults
     assert res["config"]["reward"]["label_noise"] == 0.05
+    assert res["config"]["reward"]["vpl_variant"] == "default"
+    assert res["config"]["iql"]["hidden"] == 128  # 0 in the defaults: resolved for 2 goals
     # the recorded config is what ran: the loaded data's own settings, the run's seed everywhere
     assert (res["config"]["data"]["seed"], res["config"]["data"]["noise"]) == (1, 0.1)
     assert res["config"]["reward"]["seed"] == res["config"]["iql"]["seed"] == res["seed"] == 2
@@ -38,9 +40,11 @@ def test_control_run_passes_the_vpl_inference_flags(tmp_path) -> None:
     out = tmp_path / "run"
     assert main(["control", "run", "--goals", "2", "--reward", "vpl", "--out", str(out),
                  "--no-plots", "--vpl-inference", "amortized", "--label-noise", "0.1",
-                 *TINY]) == 0
-    reward = json.loads((out / "results.json").read_text())["config"]["reward"]
+                 "--vpl-variant", "concat", "--iql-hidden", "32", *TINY]) == 0
+    config = json.loads((out / "results.json").read_text())["config"]
+    reward = config["reward"]
     assert (reward["inference"], reward["label_noise"]) == ("amortized", 0.1)
+    assert (reward["vpl_variant"], config["iql"]["hidden"]) == ("concat", 32)
 
 
 def test_control_run_oracle_four_goals(tmp_path) -> None:
@@ -50,9 +54,16 @@ def test_control_run_oracle_four_goals(tmp_path) -> None:
     res = json.loads((out / "results.json").read_text())
     assert set(res["per_goal"]) == {"A", "B", "C", "D"}
     assert res["config"]["data"]["goals"] == 4  # generated with the run's goal count
+    assert res["config"]["iql"]["hidden"] == 256
 
 
 def test_dpl_without_model_fails_clearly(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.delitem(REGISTRY, "dpl-meanvar", raising=False)
     assert main(["control", "run", "--reward", "dpl", "--out", str(tmp_path), *TINY]) == 2
     assert "dpl-meanvar" in capsys.readouterr().err
+
+
+def test_negative_iql_width_fails_clearly(tmp_path, capsys) -> None:
+    assert main(["control", "run", "--reward", "oracle", "--out", str(tmp_path),
+                 "--iql-hidden", "-5", *TINY]) == 2
+    assert "hidden width" in capsys.readouterr().err

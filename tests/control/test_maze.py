@@ -161,10 +161,24 @@ def test_vpl_variant_selects_the_configuration() -> None:
 
     data = generate(MazeDataConfig(goals=2, episodes=30, train_users_per_goal=4,
                                    test_users_per_goal=1))
-    paper, _ = train_reward_model("vpl-spo", data, RewardConfig(epochs=1, hidden=16))
-    default, _ = train_reward_model("vpl-spo", data, RewardConfig(epochs=1, hidden=16,
-                                                                  vpl_variant="default"))
+    paper, _ = train_reward_model("vpl-spo", data, RewardConfig(epochs=1, hidden=16,
+                                                                vpl_variant="concat"))
+    default, _ = train_reward_model("vpl-spo", data, RewardConfig(epochs=1, hidden=16))
     assert paper.config.latent_mode == "concat" and paper.config.set_encoder == "attention"
     assert default.config.latent_mode == "head" and default.config.context_nll == 1.0
     with pytest.raises(ValueError, match="vpl_variant"):
         train_reward_model("vpl", data, RewardConfig(vpl_variant="nope"))
+
+
+def test_iql_width_follows_the_goal_count() -> None:
+    auto = IQLSettings()
+    assert auto.hidden == 0
+    assert [auto.for_goals(g).hidden for g in (1, 2, 4, 6)] == [128, 128, 256, 384]
+    assert IQLSettings(hidden=64).for_goals(6).hidden == 64  # an explicit width is kept
+    with pytest.raises(ValueError, match=">= 0"):
+        IQLSettings(hidden=-1).for_goals(2)
+    maze = Maze.from_name("umaze", 2)
+    with pytest.raises(ValueError, match="for_goals"):
+        train_policy(maze, np.zeros((1, 2, 2), np.float32), np.zeros((1, 1, 2), np.float32),
+                     np.zeros((1, 0), np.float32), np.zeros((1, 1, 1), np.float32), auto,
+                     progress=False)

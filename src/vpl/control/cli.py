@@ -10,7 +10,7 @@ import sys
 
 from vpl.control.offline import MazeDataConfig
 from vpl.control.policy import IQLSettings
-from vpl.control.rewards import REWARDS, SCALINGS, RewardConfig
+from vpl.control.rewards import REWARDS, SCALINGS, VPL_VARIANTS, RewardConfig
 from vpl.control.run import ControlConfig
 
 CHOICES = sorted(REWARDS)
@@ -66,6 +66,11 @@ def add_control_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="how VPL infers a user's latent from their labeled queries")
     p.add_argument("--label-noise", type=float, default=RewardConfig.label_noise,
                    help="VPL's assumed rate of flipped labels (0: plain Bradley-Terry)")
+    p.add_argument("--vpl-variant", default=RewardConfig.vpl_variant, choices=VPL_VARIANTS,
+                   help="VPL configuration: default (z sets a per-user reward head) or concat "
+                        "(the paper's: z concatenated to the state)")
+    p.add_argument("--iql-hidden", type=int, default=IQLSettings.hidden,
+                   help="width of the IQL networks (0: 64 per goal, at least 128)")
     p.add_argument("--episodes", type=int, default=MazeDataConfig.episodes,
                    help="exploration episodes when data is generated")
     p.add_argument("--users-per-goal", type=int, default=MazeDataConfig.train_users_per_goal,
@@ -84,8 +89,10 @@ def config_from_args(args: argparse.Namespace) -> ControlConfig:
         data=dataclasses.replace(base.data, noise=args.noise, episodes=args.episodes,
                                  train_users_per_goal=args.users_per_goal),
         reward=dataclasses.replace(base.reward, epochs=args.reward_epochs,
-                                   inference=args.vpl_inference, label_noise=args.label_noise),
-        iql=dataclasses.replace(base.iql, steps=args.iql_steps, eval_every=args.eval_every),
+                                   inference=args.vpl_inference, label_noise=args.label_noise,
+                                   vpl_variant=args.vpl_variant),
+        iql=dataclasses.replace(base.iql, steps=args.iql_steps, eval_every=args.eval_every,
+                                hidden=args.iql_hidden),
     )
 
 

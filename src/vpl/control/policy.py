@@ -45,8 +45,12 @@ class IQLSettings:
     """Gradient steps."""
     batch_size: int = 256
     """Transitions per step."""
-    hidden: int = 128
-    """Width of the two hidden layers of every network."""
+    hidden: int = 0
+    """Width of the two hidden layers of every network; 0 picks it from the number of goals
+    (`for_goals`): 64 per goal, at least 128. One network must hold every user's value
+    function. On the 4-goal maze (seed 1, 20,000 steps, exploratory, commit e9f9913) width
+    256 raised the oracle from 0.79 to 0.93 and VPL-SPO from 0.37 to 0.54 (seed 0: 0.53 ->
+    0.58), at twice the training time; 2 goals keep 128, which the 2-goal tables use."""
     gamma: float = 0.99
     """Discount."""
     tau: float = 0.005
@@ -78,6 +82,14 @@ class IQLSettings:
     threads: int = 1
     """Torch CPU threads during training (small networks run best single-threaded)."""
 
+    def for_goals(self, goals: int) -> IQLSettings:
+        """These settings with `hidden` resolved for a maze of `goals` goals (kept if set)."""
+        if self.hidden < 0:
+            raise ValueError(f"IQL hidden width must be >= 0 (0: from the goals), got {self.hidden}")
+        if self.hidden > 0:
+            return self
+        return dataclasses.replace(self, hidden=max(128, 64 * goals))
+
 
 class LatentPolicy:
     """An IQL policy on [features(s), (z - z_shift) / z_scale]; `act` takes cell-unit positions."""
@@ -106,6 +118,9 @@ class LatentPolicy:
 def _make_iql(obs_dim: int, s: IQLSettings) -> Any:
     import d3rlpy
 
+    if s.hidden <= 0:
+        raise ValueError(f"IQL hidden width must be positive, got {s.hidden}; resolve 0 with "
+                         "IQLSettings.for_goals")
     enc = d3rlpy.models.VectorEncoderFactory(hidden_units=[s.hidden, s.hidden])
     schedule = (d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=max(s.steps, 1))
                 if s.actor_cosine else None)

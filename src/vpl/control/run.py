@@ -239,7 +239,7 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
     maze = data.maze
     ref = data.obs.reshape(-1, 2)
     rcfg = dataclasses.replace(cfg.reward, seed=cfg.seed)
-    iql = dataclasses.replace(cfg.iql, seed=cfg.seed)
+    iql = dataclasses.replace(cfg.iql, seed=cfg.seed).for_goals(len(maze.goals))
     # what actually ran: the data's own config (generated or loaded) and the seeded sub-configs
     effective = dataclasses.replace(cfg, data=data.config, reward=rcfg, iql=iql)
     models: dict[str, tuple[RewardModel, dict[str, float]]] = {}
