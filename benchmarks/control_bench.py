@@ -26,7 +26,7 @@ DEFAULT_REWARDS = ["oracle", "btl", "dpl", "vpl", "vpl-minmax", "vpl-spo"]
 
 
 def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
-         workdir: str, reward_kw: dict[str, Any]) -> dict[str, Any]:
+         workdir: str, reward_kw: dict[str, Any], hidden: int = 0) -> dict[str, Any]:
     """Run every reward choice for one (goals, seed); returns results and wall time."""
     import torch
 
@@ -37,7 +37,8 @@ def _one(goals: int, seed: int, rewards: list[str], steps: int, eval_every: int,
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     cfg = ControlConfig(goals=goals, seed=seed,
-                        iql=dataclasses.replace(IQLSettings(), steps=steps, eval_every=eval_every),
+                        iql=dataclasses.replace(IQLSettings(), steps=steps, eval_every=eval_every,
+                                                hidden=hidden),
                         reward=RewardConfig(**reward_kw))
     t0 = time.perf_counter()
     res = run_control(rewards, Path(workdir) / f"goals{goals}" / f"seed{seed}", cfg,
@@ -130,6 +131,8 @@ def main() -> None:
                    help="reward choices for goal counts > 2 (default: --rewards)")
     p.add_argument("--iql-steps", type=int, default=None, help="default: IQLSettings.steps")
     p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--iql-hidden", type=int, default=0,
+                   help="IQL network width (0: IQLSettings.for_goals, 64 per goal, >= 128)")
     p.add_argument("--vpl-variant", default=None, choices=("concat", "default"),
                    help="VPL configuration of the reward model (RewardConfig.vpl_variant)")
     p.add_argument("--vpl-inference", default=None, choices=("amortized", "bank"),
@@ -168,7 +171,7 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futs = [pool.submit(_one, g, s, rewards if g <= 2 else many, steps, args.eval_every,
-                            args.workdir, reward_kw)
+                            args.workdir, reward_kw, args.iql_hidden)
                 for g, s in jobs]
         for f in futs:
             r = f.result()
@@ -186,7 +189,7 @@ def main() -> None:
         f"--seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs}"
         + (f" --rewards {' '.join(rewards)}" if rewards != DEFAULT_REWARDS else "")
         + (f" --rewards-many {' '.join(many)}" if args.rewards_many else "")
-        + given
+        + given + (f" --iql-hidden {args.iql_hidden}" if args.iql_hidden else "")
         + f"`; commit {commit}; IQL steps {steps} ({IQLSettings.n_step}-step targets); "
         f"total wall time {total:.0f} s with {args.jobs} parallel job(s) on this machine.", "",
         *[table(runs, g, rewards) for g in args.goals],
