@@ -60,11 +60,12 @@ class RewardConfig:
     vpl_variant: str = "default"
     """VPL configuration: `default` (the library's VPL defaults: z sets a per-user head on
     reward features) or `concat` (z concatenated to the state features, attention pooling,
-    target-only likelihood: the paper's setup). With bank inference and label noise 0.05
-    (`control_bench.py --rewards vpl-spo`, 3 seeds, commit e9f9913) `default` reaches
-    VPL-SPO success 84.5 on 2 goals (concat 86.3; oracle 93.2) and 46.2 on 4 goals (concat
-    23.7; oracle 69.6): `concat`'s latent tells only two groups of goals apart (0.45 of 4-goal
-    test users identified on seed 0, `default` 0.85). `default` also trains about 6x faster
+    target-only likelihood: the paper's setup). With bank inference, label noise 0.05 and
+    128-wide policies (`control_bench.py --rewards vpl-spo`, 3 seeds) `default` reaches
+    VPL-SPO success 84.5 on 2 goals (commit e9f9913; concat 86.3 at 868f370; oracle 93.2) and
+    46.2 on 4 goals (commit f4cf6fb; concat 23.7 at 868f370; oracle 69.6): `concat`'s latent
+    tells only two groups of goals apart (0.45 of 4-goal test users identified on seed 0,
+    `default` 0.85). `default` also trains about 6x faster
     and makes active query selection cheaper (no MLP pass per latent particle)."""
     inference: str = "bank"
     """How VPL infers a user's latent (`VPLConfig.inference`): `bank` (the training users'
