@@ -34,17 +34,22 @@ def test_data_then_control_run_vpl_spo(tmp_path) -> None:
     # the recorded config is what ran: the loaded data's own settings, the run's seed everywhere
     assert (res["config"]["data"]["seed"], res["config"]["data"]["noise"]) == (1, 0.1)
     assert res["config"]["reward"]["seed"] == res["config"]["iql"]["seed"] == res["seed"] == 2
+    ident = res["identification"]  # the Bayes classifier's share of identified users
+    assert ident["queries"] == 8 and set(ident["test_users"]) == set(ident["expected"]) == {"A", "B"}
+    assert all(0.5 <= v <= 1.0 for v in [*ident["test_users"].values(), *ident["expected"].values()])
 
 
 def test_control_run_passes_the_vpl_inference_flags(tmp_path) -> None:
     out = tmp_path / "run"
     assert main(["control", "run", "--goals", "2", "--reward", "vpl", "--out", str(out),
                  "--no-plots", "--vpl-inference", "amortized", "--label-noise", "0.1",
-                 "--vpl-variant", "concat", "--iql-hidden", "32", *TINY]) == 0
+                 "--vpl-variant", "concat", "--iql-hidden", "32", "--latent-scale", "global",
+                 *TINY]) == 0
     config = json.loads((out / "results.json").read_text())["config"]
     reward = config["reward"]
     assert (reward["inference"], reward["label_noise"]) == ("amortized", 0.1)
     assert (reward["vpl_variant"], config["iql"]["hidden"]) == ("concat", 32)
+    assert config["iql"]["latent_scale"] == "global"
 
 
 def test_control_run_oracle_four_goals(tmp_path) -> None:

@@ -10,9 +10,10 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from vpl.control.maze import Maze, MazeEnv, bfs_distances, parse_layout
-from vpl.control.offline import label_pairs
+from vpl.control.offline import goal_posterior, identification_rate, label_pairs
 from vpl.control.policy import (
     IQLSettings,
+    latent_projection,
     load_policy,
     n_step_returns,
     save_policy,
@@ -75,6 +76,26 @@ def test_labels_prefer_state_closer_to_goal() -> None:
     assert (maze.distance(ch, 0) <= maze.distance(rj, 0)).all()
 
 
+def test_goal_posterior_closed_form_and_ties() -> None:
+    maze = tiny_maze()  # goal A at cell (1, 1), goal B at (1, 3)
+    near_a, near_b = np.array([[1.5, 1.5]]), np.array([[3.5, 1.5]])
+    mid, low = np.array([[2.5, 2.5]]), np.array([[2.5, 2.8]])  # low: farther from both goals
+    # user 0: one label for A (near_a over near_b); user 1: the opposite label;
+    # user 2: a pair both goals rank the same way, which says nothing about the goal
+    chosen = np.concatenate([near_a, near_b, mid], dtype=np.float32)
+    rejected = np.concatenate([near_b, near_a, low], dtype=np.float32)
+    post = goal_posterior(maze, np.array([0, 1, 2]), chosen, rejected, 0.1, 3)
+    np.testing.assert_allclose(post, [[0.9, 0.1], [0.1, 0.9], [0.5, 0.5]], atol=1e-9)
+    # two agreeing labels: odds (0.9 / 0.1) ** 2
+    post2 = goal_posterior(maze, np.array([0, 0]), chosen[[0, 0]], rejected[[0, 0]], 0.1, 1)
+    np.testing.assert_allclose(post2[0, 0], 81 / 82, atol=1e-9)
+    # MAP accuracy per goal, a tie counted as a coin flip
+    rate = identification_rate(post, np.array([0, 1, 1]))
+    np.testing.assert_allclose(rate, [1.0, 0.75])
+    with pytest.raises(ValueError, match="noise"):
+        goal_posterior(maze, np.array([0]), chosen[:1], rejected[:1], 0.5, 1)
+
+
 def test_spo_reward_in_unit_interval() -> None:
     r = np.random.default_rng(0).normal(0, 100, 500)
     s = spo_reward(r, r[:50])
@@ -109,10 +130,11 @@ def test_latent_scaling_global_and_per_dim() -> None:
     acts = rng.uniform(-1, 1, (4, 5, 2)).astype(np.float32)
     lat = np.array([[1.0, 0.0], [-1.0, 0.02], [3.0, -0.02]], dtype=np.float32)
     rew = rng.random((3, 4, 5)).astype(np.float32)
-    small = IQLSettings(steps=1, batch_size=8, hidden=16)
+    small = IQLSettings(steps=1, batch_size=8, hidden=16, latent_scale="global")
     pol = train_policy(maze, obs, acts, lat, rew, small, progress=False)
     np.testing.assert_allclose(pol.z_shift, lat.mean(0), atol=1e-6)
-    assert pol.z_scale[0] == pol.z_scale[1]  # one common scale: the noise dimension stays small
+    # one common scale: the noise dimension stays small
+    assert pol.z_proj[0, 0] == pol.z_proj[1, 1] and pol.z_proj[0, 1] == 0
     assert np.abs(pol.latent_input(lat)[:, 1]).max() < 0.05
     per_dim = train_policy(maze, obs, acts, lat, rew,
                            dataclasses.replace(small, latent_scale="per-dim"), progress=False)
@@ -122,6 +144,30 @@ def test_latent_scaling_global_and_per_dim() -> None:
                      progress=False)
 
 
+def test_latent_whitening_keeps_the_strong_components() -> None:
+    rng = np.random.default_rng(0)
+    # three clusters in the plane spanned by (1, 1, 0) and (1, -1, 0): one long, one short
+    # direction (8 % of the variance); the third dimension is noise 100x smaller
+    base = np.array([[3.0, 3.0, 0.0], [-3.0, -3.0, 0.0], [1.5, -1.5, 0.0]])
+    lat = np.repeat(base, 50, 0) + rng.normal(0, [0.01, 0.01, 0.01], (150, 3))
+    shift, proj = latent_projection(lat, "whiten")
+    assert proj.shape == (3, 2)  # the noise dimension is dropped
+    x = (lat - shift) @ proj
+    np.testing.assert_allclose(np.cov(x, rowvar=False), np.eye(2), atol=1e-3)  # white
+    # the short direction that tells cluster 3 apart is as wide as the long one
+    spread = np.abs(x[100:].mean(0) - x[:100].mean(0))
+    assert spread.max() > 1.0
+    # `global` keeps all three dimensions at one scale: cluster 3 stays close to the centre
+    g_shift, g_proj = latent_projection(lat, "global")
+    assert g_proj.shape == (3, 3)
+    assert np.linalg.norm((base[2] - g_shift) @ g_proj) < 0.5 * np.linalg.norm(
+        (base[0] - g_shift) @ g_proj)
+    _, one_proj = latent_projection(lat[:1], "whiten")  # a single latent: unchanged
+    np.testing.assert_array_equal(one_proj, np.eye(3))
+    with pytest.raises(ValueError, match="latent_scale"):
+        latent_projection(lat, "pca")
+
+
 def test_policy_save_load_round_trip(tmp_path) -> None:
     maze = tiny_maze()
     rng = np.random.default_rng(0)
@@ -129,14 +175,17 @@ def test_policy_save_load_round_trip(tmp_path) -> None:
     acts = rng.uniform(-1, 1, (4, 5, 2)).astype(np.float32)
     lat = np.eye(2, dtype=np.float32)
     rew = rng.random((2, 4, 5)).astype(np.float32)
-    pol = train_policy(maze, obs, acts, lat, rew, IQLSettings(steps=3, batch_size=8, hidden=16),
-                       progress=False)
-    save_policy(pol, tmp_path / "p")
-    again = load_policy(tmp_path / "p")
-    pos = maze.sample_free(5, rng)
-    z = np.repeat(lat[:1], 5, 0)
-    np.testing.assert_allclose(pol.act(pos, z), again.act(pos, z), atol=1e-6)
-    assert again.latent_dim == 2 and again.maze.goals == maze.goals
+    for how in ("global", "whiten"):
+        pol = train_policy(maze, obs, acts, lat, rew,
+                           IQLSettings(steps=3, batch_size=8, hidden=16, latent_scale=how),
+                           progress=False)
+        save_policy(pol, tmp_path / how)
+        again = load_policy(tmp_path / how)
+        pos = maze.sample_free(5, rng)
+        z = np.repeat(lat[:1], 5, 0)
+        np.testing.assert_allclose(pol.act(pos, z), again.act(pos, z), atol=1e-6)
+        np.testing.assert_array_equal(pol.z_proj, again.z_proj)
+        assert again.latent_dim == 2 and again.maze.goals == maze.goals
 
 
 def test_reward_model_training_is_seeded() -> None:

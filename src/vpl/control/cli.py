@@ -9,7 +9,7 @@ import logging
 import sys
 
 from vpl.control.offline import MazeDataConfig
-from vpl.control.policy import IQLSettings
+from vpl.control.policy import LATENT_SCALES, IQLSettings
 from vpl.control.rewards import REWARDS, SCALINGS, VPL_VARIANTS, RewardConfig
 from vpl.control.run import ControlConfig
 
@@ -71,6 +71,9 @@ def add_control_commands(subparsers: argparse._SubParsersAction) -> None:
                         "(the paper's: z concatenated to the state)")
     p.add_argument("--iql-hidden", type=int, default=IQLSettings.hidden,
                    help="width of the IQL networks (0: 64 per goal, at least 128)")
+    p.add_argument("--latent-scale", default=IQLSettings.latent_scale, choices=LATENT_SCALES,
+                   help="how the policy sees z: whiten (principal components at unit variance), "
+                        "global (one common scale) or per-dim")
     p.add_argument("--episodes", type=int, default=MazeDataConfig.episodes,
                    help="exploration episodes when data is generated")
     p.add_argument("--users-per-goal", type=int, default=MazeDataConfig.train_users_per_goal,
@@ -92,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> ControlConfig:
                                    inference=args.vpl_inference, label_noise=args.label_noise,
                                    vpl_variant=args.vpl_variant),
         iql=dataclasses.replace(base.iql, steps=args.iql_steps, eval_every=args.eval_every,
-                                hidden=args.iql_hidden),
+                                hidden=args.iql_hidden, latent_scale=args.latent_scale),
     )
 
 
@@ -105,7 +108,8 @@ def _cmd_control_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"success_rate": res["success_rate"], "per_goal": res["per_goal"]}))
+    print(json.dumps({"success_rate": res["success_rate"], "per_goal": res["per_goal"],
+                      "identifiable": res["identification"]["expected"]}))
     return 0
 
 

@@ -204,6 +204,48 @@ def load(path: str | os.PathLike) -> MazeData:
     return MazeData(config, maze, ex["observations"], ex["actions"], splits)
 
 
+def goal_posterior(maze: Maze, user: np.ndarray, chosen: np.ndarray, rejected: np.ndarray,
+                   noise: float, n_users: int) -> np.ndarray:
+    """Exact posterior over goals (U, G) of each user from their labels, uniform prior.
+
+    The Bayes classifier that knows every goal's true distances and the flip rate `noise`: a
+    label agreeing with goal g has likelihood 1 - noise, a disagreeing one noise, a pair the
+    goal ranks equal 1/2. No learned model can identify users better from the same labels.
+    """
+    if not 0.0 <= noise < 0.5:
+        raise ValueError(f"noise must be in [0, 0.5), got {noise}")
+    g_count = len(maze.goals)
+    eps = max(noise, 1e-6)  # noise-free labels: a disagreeing label all but rules a goal out
+    loglik = np.zeros((n_users, g_count))
+    for g in range(g_count):
+        dc, dr = maze.distance(chosen, g), maze.distance(rejected, g)
+        ll = np.where(dc < dr, np.log1p(-eps), np.where(dc > dr, np.log(eps), np.log(0.5)))
+        np.add.at(loglik[:, g], user, ll)
+    post = np.exp(loglik - loglik.max(1, keepdims=True))
+    return post / post.sum(1, keepdims=True)
+
+
+def identification_rate(post: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Per goal (G,), the expected share of its users whose MAP goal is right (ties split)."""
+    top = post >= post.max(1, keepdims=True) - 1e-12
+    hit = top[np.arange(len(goal)), goal] / top.sum(1)
+    return np.array([hit[goal == g].mean() if (goal == g).any() else np.nan
+                     for g in range(post.shape[1])])
+
+
+def expected_identification(data: MazeData, queries: int, users_per_goal: int = 1000,
+                            seed: int = 0) -> np.ndarray:
+    """Per goal (G,), how often the Bayes classifier names a new user's goal from `queries`
+    random labeled queries drawn like the data's test users: the information ceiling of any
+    model that infers a user from that many random queries."""
+    c = data.config
+    s = make_users(data.maze, data.obs, users_per_goal, queries, c.noise,
+                   np.random.default_rng(seed), c.local_fraction, c.segment)
+    post = goal_posterior(data.maze, s["user"], s["chosen"], s["rejected"], c.noise,
+                          len(s["goal"]))
+    return identification_rate(post, s["goal"])
+
+
 def make_maze_data(goals: int, out: str | os.PathLike, seed: int = 0,
                    noise: float = 0.05, **overrides: object) -> Path:
     """Generate and save maze data (the `vpl data maze` command)."""

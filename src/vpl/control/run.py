@@ -99,6 +99,31 @@ def _test_latents(data: MazeData, model: RewardModel | None, k: int) -> list[np.
     return [z[goal == g] for g in range(g_count)]
 
 
+def identification(data: MazeData, k: int, seed: int = 0) -> dict[str, Any]:
+    """How well the test users' goals can be told from their labels at all, per goal.
+
+    `test_users`: the share of this data's test users whose goal the Bayes classifier on the
+    true distances (`offline.goal_posterior`) names from their labeled queries; `expected`:
+    the same for `k` random queries, estimated on 1,000 simulated users per goal. Success of
+    any policy that infers the user from k random queries is bounded by about
+    expected x the oracle's success (a misidentified user is sent to another goal).
+    """
+    s, names = data.splits["test"], data.maze.goal_names
+    k = min(k, data.config.test_queries)  # the test latents see each user's first k queries
+    user = s["user"]
+    order = np.argsort(user, kind="stable")
+    rank = np.empty(len(user), dtype=np.int64)
+    rank[order] = np.arange(len(user)) - np.searchsorted(user[order], user[order])
+    first = rank < k
+    post = offline.goal_posterior(data.maze, user[first], s["chosen"][first],
+                                  s["rejected"][first], data.config.noise, len(s["goal"]))
+    test = offline.identification_rate(post, s["goal"])
+    exp = offline.expected_identification(data, k, seed=seed)
+    return {"queries": k,
+            "test_users": {n: float(v) for n, v in zip(names, test, strict=True)},
+            "expected": {n: float(v) for n, v in zip(names, exp, strict=True)}}
+
+
 def _relabel(data: MazeData, reward: str, model: RewardModel | None, cfg: ControlConfig,
              fn: LearnedReward | None) -> tuple[np.ndarray, np.ndarray]:
     """Latents (M, Z) to train under and rewards (M, E, L) of the next states under each."""
@@ -242,6 +267,9 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
     iql = dataclasses.replace(cfg.iql, seed=cfg.seed).for_goals(len(maze.goals))
     # what actually ran: the data's own config (generated or loaded) and the seeded sub-configs
     effective = dataclasses.replace(cfg, data=data.config, reward=rcfg, iql=iql)
+    ident = identification(data, rcfg.context_size, seed=cfg.seed)
+    log.info("Bayes-identifiable from %d random queries: %s", ident["queries"],
+             {k: round(v, 3) for k, v in ident["expected"].items()})
     models: dict[str, tuple[RewardModel, dict[str, float]]] = {}
     results: dict[str, dict[str, Any]] = {}
     for reward in rewards:
@@ -286,6 +314,7 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
             "relabel_latents": int(len(latents)),
             "reward_model": train_info,
             "reward_correlation": _reward_quality(maze, fn, test_z, ref[::10]),
+            "identification": ident,
             "seconds": {"data": t_data, "reward_model": t_reward, "policy": t_policy,
                         "total": time.perf_counter() - t1},
             "config": dataclasses.asdict(effective),
