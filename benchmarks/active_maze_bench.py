@@ -47,6 +47,7 @@ def _one(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     model, policy = load_model(work / "reward_model"), load_policy(work / "policy")
     data = offline.load(work / "data")
     out: dict[str, Any] = {"seed": seed, "control_success": res["success_rate"],
+                           "identification": res["identification"],
                            "t_control": t_control, "success": {}, "entropy_corr": {},
                            "select_ms": {}}
     for s in STRATEGIES:
@@ -68,7 +69,8 @@ def _ci(v: np.ndarray) -> str:
     return f"{100 * v.mean():.1f} ± {100 * (hi - lo) / 2:.1f}"
 
 
-def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> str:
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float,
+           commit: str = "unknown") -> str:
     """Markdown: success after n answers (mean ± 95% CI over users of seed-averaged success)."""
     from vpl.active import queries_to_reach
 
@@ -80,6 +82,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
         f"## Maze: success vs answered queries ({args.goals} goals, reward `{args.reward}`)", "",
         f"Command: `python benchmarks/active_maze_bench.py --goals {args.goals} --seeds "
         f"{' '.join(map(str, seeds))} --budget {args.budget} --iql-steps {args.iql_steps}`; "
+        f"commit {commit}; "
         f"wall time {wall:.0f} s with {args.jobs} job(s). Per seed: one control run "
         f"(`vpl control run` defaults, {args.iql_steps} IQL steps; success with the data's "
         f"8 random test queries: "
@@ -103,6 +106,15 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
               f"({100 * target:.1f}%): " + ", ".join(
                   f"{s} {'>' + str(args.budget) if v is None else v}" for s, v in need.items())
               + ".", ""]
+    idents = [r["identification"] for r in runs if r.get("identification")]
+    if idents:
+        names = list(idents[0]["expected"])
+        exp = {n: float(np.mean([i["expected"][n] for i in idents])) for n in names}
+        lines += [f"The Bayes classifier on the true rewards names a user's goal from "
+                  f"{idents[0]['queries']} random queries for "
+                  + ", ".join(f"{n} {100 * v:.0f}%" for n, v in exp.items())
+                  + f" of users (mean {100 * np.mean(list(exp.values())):.1f}%): the "
+                  "information in random queries, whatever the model.", ""]
     return "\n".join(lines)
 
 
@@ -126,10 +138,13 @@ def main() -> None:
 
         args.iql_steps = IQLSettings.steps
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from vpl.bench import git_commit
+
+    commit = git_commit()  # before any output is written
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
         runs = list(ex.map(_one, args.seeds, [args] * len(args.seeds)))
-    text = report(runs, args, time.perf_counter() - t0)
+    text = report(runs, args, time.perf_counter() - t0, commit)
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
