@@ -42,3 +42,19 @@ def linear_users() -> tuple[PairData, PairData]:
     """(train: 100 users, test: 40 unseen users) of the two-type linear problem."""
     return make_linear_users(100, seed=0, prefix="train"), make_linear_users(40, seed=1,
                                                                               prefix="test")
+
+
+@pytest.fixture
+def load_benchmark():
+    """Import a script of `benchmarks/` by name (they are not a package), e.g. "control_bench"."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

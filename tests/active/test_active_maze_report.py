@@ -1,22 +1,12 @@
 """The active maze benchmark's report: curves, answers needed and the identification line."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 
 
-def _bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "active_maze_bench.py"
-    spec = importlib.util.spec_from_file_location("active_maze_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_report_tables_and_identification() -> None:
-    mb = _bench()
+def test_report_tables_and_identification(load_benchmark) -> None:
+    mb = load_benchmark("active_maze_bench")
     budget = 8
     # 4 users; success after n answers: random climbs by 0.1 per answer, the others jump
     ramp = np.minimum(0.2 + 0.1 * np.arange(budget + 1), 1.0)

@@ -1,16 +1,5 @@
 """The control benchmark's markdown table, with and without an oracle row."""
 
-import importlib.util
-from pathlib import Path
-
-
-def _bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "control_bench.py"
-    spec = importlib.util.spec_from_file_location("control_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _result(rate, per_goal, learned=True):
     return {"success_rate": rate, "per_goal": per_goal, "scaling": "spo", "iql_steps": 100,
@@ -19,8 +8,8 @@ def _result(rate, per_goal, learned=True):
             "config": {"iql": {"hidden": 128}}}
 
 
-def test_table_with_and_without_oracle():
-    cb = _bench()
+def test_table_with_and_without_oracle(load_benchmark):
+    cb = load_benchmark("control_bench")
     vpl = _result(0.5, {"A": 0.75, "B": 0.25})
     oracle = _result(1.0, {"A": 1.0, "B": 1.0}, learned=False)
     with_oracle = cb.table([{"goals": 2, "seed": 0, "wall": 10.0,
@@ -34,8 +23,8 @@ def test_table_with_and_without_oracle():
     assert "IQL steps per policy: 100 (networks 128 wide);" in alone
 
 
-def test_table_reports_the_identification_ceiling():
-    cb = _bench()
+def test_table_reports_the_identification_ceiling(load_benchmark):
+    cb = load_benchmark("control_bench")
     ident = {"queries": 8, "test_users": {"A": 1.0, "B": 0.5}, "expected": {"A": 0.9, "B": 0.7}}
     vpl = {**_result(0.5, {"A": 0.75, "B": 0.25}), "identification": ident}
     oracle = {**_result(0.9, {"A": 1.0, "B": 0.8}, learned=False), "identification": ident}
