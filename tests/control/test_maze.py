@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -186,6 +187,13 @@ def test_policy_save_load_round_trip(tmp_path) -> None:
         np.testing.assert_allclose(pol.act(pos, z), again.act(pos, z), atol=1e-6)
         np.testing.assert_array_equal(pol.z_proj, again.z_proj)
         assert again.latent_dim == 2 and again.maze.goals == maze.goals
+    # a policy saved before the projection (per-dimension `z_scale`) still loads
+    meta = json.loads((tmp_path / "global" / "policy.json").read_text())
+    proj = np.array(meta.pop("z_proj"))
+    meta["z_scale"] = (1.0 / np.diag(proj)).tolist()
+    (tmp_path / "global" / "policy.json").write_text(json.dumps(meta))
+    old = load_policy(tmp_path / "global")
+    np.testing.assert_allclose(old.z_proj, proj, rtol=1e-6)
 
 
 def test_reward_model_training_is_seeded() -> None:
