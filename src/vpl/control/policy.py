@@ -102,21 +102,18 @@ class IQLSettings:
 class LatentPolicy:
     """An IQL policy on [features(s), (z - z_shift) @ z_proj]; `act` takes cell-unit positions.
 
-    `z_proj` (Z, Z') maps centred latents to the networks' latent input: a diagonal of inverse
-    scales (`global`, `per-dim`) or a whitening projection onto the latents' principal
-    components (`whiten`, Z' <= Z). Passing `z_scale` (Z,) instead means z_proj = diag(1 / z_scale).
+    `z_proj` (Z, Z') maps centred latents to the networks' latent input (`latent_projection`):
+    a diagonal of inverse scales (`global`, `per-dim`) or a whitening projection onto the
+    latents' principal components (`whiten`, Z' <= Z); the identity if None.
     """
 
     def __init__(self, algo: Any, maze: Maze, latent_dim: int, z_shift: np.ndarray | None = None,
-                 z_scale: np.ndarray | None = None, z_proj: np.ndarray | None = None) -> None:
+                 z_proj: np.ndarray | None = None) -> None:
         self.algo, self.maze, self.latent_dim = algo, maze, latent_dim
         self.z_shift = np.zeros(latent_dim, np.float32) if z_shift is None else \
             np.asarray(z_shift, np.float32)
-        if z_proj is None:
-            scale = np.ones(latent_dim, np.float32) if z_scale is None else \
-                np.asarray(z_scale, np.float32)
-            z_proj = np.diag(1.0 / scale)
-        self.z_proj = np.asarray(z_proj, np.float32).reshape(latent_dim, -1) if latent_dim \
+        proj = np.eye(latent_dim) if z_proj is None else np.asarray(z_proj)
+        self.z_proj = proj.astype(np.float32).reshape(latent_dim, -1) if latent_dim \
             else np.zeros((0, 0), np.float32)
 
     def latent_input(self, z: np.ndarray) -> np.ndarray:
@@ -231,7 +228,7 @@ def train_policy(maze: Maze, obs: np.ndarray, actions: np.ndarray, latents: np.n
     # the encoder's posterior means
     shift, proj = latent_projection(raw, settings.latent_scale)
     algo = _make_iql(cur.shape[1] + proj.shape[1], settings)
-    policy = LatentPolicy(algo, maze, z_dim, shift, z_proj=proj)
+    policy = LatentPolicy(algo, maze, z_dim, shift, proj)
     lat = policy.latent_input(raw)
     b = settings.batch_size
     zeros = np.zeros((b, 1), dtype=np.float32)
@@ -329,9 +326,6 @@ def load_policy(path: str | os.PathLike) -> LatentPolicy:
     maze = Maze(np.array(mz["free"], dtype=bool), [tuple(g) for g in mz["goals"]],
                 step_size=mz["step_size"], goal_radius=mz["goal_radius"],
                 rbf_width=mz["rbf_width"])
-    z_dim = int(meta["latent_dim"])
-    if "z_proj" in meta:
-        return LatentPolicy(algo, maze, z_dim, np.array(meta["z_shift"]),
-                            z_proj=np.array(meta["z_proj"], dtype=np.float32).reshape(z_dim, -1))
-    # policies saved before the projection: per-dimension scales
-    return LatentPolicy(algo, maze, z_dim, np.array(meta["z_shift"]), np.array(meta["z_scale"]))
+    # policies saved before the projection stored per-dimension scales instead
+    proj = np.array(meta["z_proj"]) if "z_proj" in meta else np.diag(1.0 / np.array(meta["z_scale"]))
+    return LatentPolicy(algo, maze, int(meta["latent_dim"]), np.array(meta["z_shift"]), proj)
