@@ -108,10 +108,12 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float,
               + ".", ""]
     idents = [r["identification"] for r in runs if r.get("identification")]
     if idents:
-        names = list(idents[0]["expected"])
-        exp = {n: float(np.mean([i["expected"][n] for i in idents])) for n in names}
+        from vpl.control.run import mean_identification
+
+        ident = mean_identification(idents)
+        exp = ident["expected"]
         lines += [f"The Bayes classifier on the true rewards names a user's goal from "
-                  f"{idents[0]['queries']} random queries for "
+                  f"{ident['queries']} random queries for "
                   + ", ".join(f"{n} {100 * v:.0f}%" for n, v in exp.items())
                   + f" of users (mean {100 * np.mean(list(exp.values())):.1f}%): the "
                   "information in random queries, whatever the model.", ""]

@@ -78,13 +78,15 @@ def table(runs: list[dict[str, Any]], goals: int, rewards: list[str]) -> str:
                      + " | ".join(per) + f" | {acc_s} | {corr_s} |")
     idents = [next(iter(r["results"].values())).get("identification") for r in rs]
     if all(idents) and idents:
-        exp = {n: float(np.mean([i["expected"][n] for i in idents])) for n in names}
-        test = {n: float(np.mean([i["test_users"][n] for i in idents])) for n in names}
+        from vpl.control.run import mean_identification
+
+        ident = mean_identification(idents)
+        exp, test = ident["expected"], ident["test_users"]
         mean_exp = float(np.mean(list(exp.values())))
         ceiling = (f"; with the oracle's success that bounds a policy given the user by those "
                    f"queries at about {100 * mean_exp * o_mean:.1f}% ({mean_exp:.2f} of the "
                    "oracle)") if oracle else ""
-        lines += ["", f"Identifiable from {idents[0]['queries']} random queries (the Bayes "
+        lines += ["", f"Identifiable from {ident['queries']} random queries (the Bayes "
                   "classifier on the true rewards and flip rate, mean over seeds): expected "
                   + ", ".join(f"{n} {100 * v:.0f}%" for n, v in exp.items())
                   + f" (mean {100 * mean_exp:.1f}%); this data's test users "

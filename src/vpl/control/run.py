@@ -124,6 +124,16 @@ def identification(data: MazeData, k: int, seed: int = 0) -> dict[str, Any]:
             "expected": {n: float(v) for n, v in zip(names, exp, strict=True)}}
 
 
+def mean_identification(idents: list[dict[str, Any]]) -> dict[str, Any]:
+    """`identification` results of several runs (seeds) averaged goal by goal."""
+    if not idents:
+        raise ValueError("no identification results to average")
+    names = list(idents[0]["expected"])
+    return {"queries": idents[0]["queries"],
+            **{key: {n: float(np.mean([i[key][n] for i in idents])) for n in names}
+               for key in ("test_users", "expected")}}
+
+
 def _relabel(data: MazeData, reward: str, model: RewardModel | None, cfg: ControlConfig,
              fn: LearnedReward | None) -> tuple[np.ndarray, np.ndarray]:
     """Latents (M, Z) to train under and rewards (M, E, L) of the next states under each."""
