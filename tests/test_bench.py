@@ -60,3 +60,17 @@ def test_bench_tiny_end_to_end(tmp_path, capsys):
 
 def test_bench_rejects_unknown_suite(tmp_path):
     assert main(["bench", "--suite", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--suite", "tiny", "--datasets", "personas-2-tiny", "--models", "btl",
+                 "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["table"]) == ["personas-2-tiny"]
+    assert list(results["table"]["personas-2-tiny"]) == ["btl"]
+    capsys.readouterr()
+    assert main(["bench", "--suite", "tiny", "--datasets", "pets-full",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pets-full" in err and "personas-2-tiny" in err

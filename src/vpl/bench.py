@@ -373,11 +373,12 @@ def git_commit() -> str:
 
 
 def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None = None,
-              models: Sequence[str] | None = None, jobs: int = 0, progress: bool = True,
-              hh_path: str | os.PathLike | None = None,
+              models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+              jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
 
+    `models` / `datasets`: subsets of the suite's, by name (default: all of them).
     `jobs`: worker processes (0: one per CPU core, each training with one thread).
     """
     if isinstance(suite, str):
@@ -391,6 +392,14 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
         if unknown:
             raise ValueError(f"unknown bench model(s) {unknown}; expected {ALL_MODELS}")
         suite = dataclasses.replace(suite, models=tuple(models))
+    if datasets is not None:
+        names = [d.name for d in suite.datasets]
+        unknown = [d for d in datasets if d not in names]
+        if unknown:
+            raise ValueError(f"unknown dataset(s) {unknown} for suite {suite.name!r}; "
+                             f"expected some of {names}")
+        suite = dataclasses.replace(
+            suite, datasets=tuple(d for d in suite.datasets if d.name in set(datasets)))
     commit = git_commit()  # before this run writes its own outputs, which may be tracked
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

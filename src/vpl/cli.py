@@ -171,8 +171,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from vpl.bench import run_bench
 
-    run_bench(args.suite, args.out, seeds=args.seeds, models=args.models, jobs=args.jobs,
-              hh_path=args.hh_data, progress=not args.quiet)
+    run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
+              datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet)
     return 0
 
 
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", type=int, default=None, help="override the suite's seed count")
     b.add_argument("--models", nargs="+", default=None,
                    help="subset of models (default: the suite's); see vpl.bench.MODEL_VARIANTS")
+    b.add_argument("--datasets", nargs="+", default=None,
+                   help="subset of the suite's datasets by name, e.g. personas-continuous")
     b.add_argument("--jobs", type=int, default=0,
                    help="worker processes (default: one per CPU core)")
     b.add_argument("--hh-data", default=None,
