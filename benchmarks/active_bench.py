@@ -1,4 +1,4 @@
-"""Active query selection on Personas: random vs info-gain (BALD) vs the paper's criterion.
+"""Active query selection on Personas: random vs info-gain (BALD) vs EPIG vs the paper's criterion.
 
 For each population (4 user types, continuous weights) and each seed, trains a VPL model on
 the training users, then simulates every unseen user: queries come from the user's pool, the
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vpl.active import mean_ci, queries_to_reach, run_active, time_selection
+from vpl.active.acquisition import STRATEGIES
 from vpl.cli import parse_model_options
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
@@ -28,7 +29,6 @@ from vpl.models import build
 from vpl.train import TrainConfig, fit, seed_everything
 
 log = logging.getLogger("active_bench")
-STRATEGIES = ("random", "info-gain", "paper")
 OUT = Path(__file__).parent / "results" / "active.md"
 
 
@@ -89,10 +89,11 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
     train_all, test = load_personas(users, seed=0, cache_dir=args.data_cache)
     log.info("personas-%s: %d train pairs, %d test pairs, %d unseen users (%.0fs embedding)",
              users, len(train_all), len(test), len(test.by_user()), time.perf_counter() - t0)
-    per_user: dict[str, list[np.ndarray]] = {s: [] for s in STRATEGIES}
-    entropy_corr: dict[str, list[float]] = {s: [] for s in STRATEGIES}
-    pred_corr: dict[str, list[float]] = {s: [] for s in STRATEGIES}
-    timing: dict[str, list[float]] = {s: [] for s in STRATEGIES}
+    strategies = args.strategies
+    per_user: dict[str, list[np.ndarray]] = {s: [] for s in strategies}
+    entropy_corr: dict[str, list[float]] = {s: [] for s in strategies}
+    pred_corr: dict[str, list[float]] = {s: [] for s in strategies}
+    timing: dict[str, list[float]] = {s: [] for s in strategies}
     val_acc = []
     for seed in range(args.seeds):
         fit_set, val = holdout(train_all, 0.1, seed)
@@ -104,7 +105,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
         val_acc.append(res.best_val_accuracy)
         log.info("seed %d: trained in %.0fs, best val accuracy %.3f (epoch %d)", seed,
                  res.seconds, res.best_val_accuracy, res.best_epoch)
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             r = run_active(model, test, strategy, budget=args.budget, batch=args.batch,
                            eval_pairs=args.eval_pairs, seed=seed, samples=args.samples,
                            progress=True)
@@ -128,7 +129,9 @@ def inference_note(args: argparse.Namespace) -> str:
     if build("vpl", 2, **opts).inference == "bank":
         return ("Posterior after n answers: the latent bank (the training users' latents "
                 "reweighted by the likelihood of the answers); info-gain: BALD over the "
-                "weighted bank latents, re-weighted after every answer;")
+                "weighted bank latents, re-weighted after every answer; epig: expected "
+                "information gain about the labels of the user's other pool pairs, over the "
+                "same weighted latents;")
     return (f"Posterior after n answers: the amortized encoder; info-gain: BALD with "
             f"{args.samples} posterior samples, re-encoding after every answer;")
 
@@ -150,7 +153,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"paper: our reading of the VPL paper's variance criterion (whole budget chosen "
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
         f"--seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
-        f"--patience {args.patience}{opts}`; wall time {args.wall:.0f} s on this machine "
+        f"--patience {args.patience} --populations {args.populations} "
+        f"--strategies {' '.join(args.strategies)}{opts}`; wall time {args.wall:.0f} s on this machine "
         f"(training and every strategy, one process).",
         "",
     ]
@@ -163,7 +167,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                   f"{np.mean(res['val_acc']):.3f}", "",
                   "| strategy | " + " | ".join(f"n={n}" for n in ns) + " |",
                   "|---|" + "---|" * len(ns)]
-        for s in STRATEGIES:
+        for s in args.strategies:
             lines.append(f"| {s} | " + " | ".join(_fmt_ci(curves[s][:, n]) for n in ns) + " |")
         target = curves["random"][:, ref].mean()
         lines += ["", f"Queries needed to reach random's accuracy after {ref} queries "
@@ -171,7 +175,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                   "| strategy | queries (mean curve) | per seed | selection ms (1,000 "
                   "candidates) | Spearman(posterior entropy, accuracy) | Spearman(predictive "
                   "entropy, accuracy) |", "|---|---|---|---|---|---|"]
-        for s in STRATEGIES:
+        for s in args.strategies:
             need = queries_to_reach(curves[s].mean(0), target)
             per_seed = [queries_to_reach(pu[s][k].mean(0), pu["random"][k][:, ref].mean())
                         for k in range(len(pu[s]))]
@@ -205,6 +209,8 @@ def main() -> None:
     p.add_argument("--eval-pairs", type=int, default=16)
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--populations", default="4,continuous")
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
+                   help="which strategies to run (random is always run: it sets the target)")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--data-cache", default=None,
                    help="directory to keep the embedded data in between runs")
@@ -212,6 +218,7 @@ def main() -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="VPL config override, e.g. --option beta=0.01 (repeatable)")
     args = p.parse_args()
+    args.strategies = ["random"] + [s for s in args.strategies if s != "random"]
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()

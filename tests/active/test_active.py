@@ -132,7 +132,7 @@ def test_fast_paths_equal_model_calls(linear_users) -> None:
     torch.testing.assert_close(fast.logvar, full.logvar, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("strategy", ["random", "info-gain", "paper"])
+@pytest.mark.parametrize("strategy", ["random", "info-gain", "epig", "paper"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_sequential_loop_never_reasks(trained, linear_users, strategy: str, batch: int) -> None:
     _, test = linear_users
@@ -262,3 +262,69 @@ def test_candidate_logits_carry_the_models_label_noise(linear_users):
     raw = raw[:, pool.first] - raw[:, pool.second]
     p = torch.sigmoid(candidate_logits(model, pool, z))
     torch.testing.assert_close(p, eps + (1 - 2 * eps) * torch.sigmoid(raw))
+
+
+def _brute_epig(p1: np.ndarray, t1: np.ndarray, w: np.ndarray, chosen: list[int]) -> np.ndarray:
+    """Mean over targets m of I((y_chosen, y_n); y_m), by enumerating every joint labeling."""
+    s, n = p1.shape
+    out = np.zeros(n)
+    for cand in range(n):
+        qs = chosen + [cand]
+        mis = []
+        for m in range(t1.shape[1]):
+            joint = {}
+            for ys in np.ndindex(*([2] * (len(qs) + 1))):
+                pz = w.copy()
+                for q, y in zip(qs, ys[:-1], strict=True):
+                    pz = pz * (p1[:, q] if y else 1 - p1[:, q])
+                pz = pz * (t1[:, m] if ys[-1] else 1 - t1[:, m])
+                joint[ys] = pz.sum()
+            px, py = {}, {}
+            for ys, v in joint.items():
+                px[ys[:-1]] = px.get(ys[:-1], 0.0) + v
+                py[ys[-1]] = py.get(ys[-1], 0.0) + v
+            mis.append(sum(v * math.log(v / (px[ys[:-1]] * py[ys[-1]]))
+                           for ys, v in joint.items() if v > 0))
+        out[cand] = np.mean(mis)
+    return out
+
+
+def test_epig_matches_enumeration_and_vanishes_without_latent_dependence() -> None:
+    from vpl.active.acquisition import predictive_info_gain
+
+    g = torch.Generator().manual_seed(3)
+    p1 = torch.sigmoid(torch.randn(7, 5, generator=g, dtype=torch.float64) * 2)
+    t1 = torch.sigmoid(torch.randn(7, 4, generator=g, dtype=torch.float64) * 2)
+    w = torch.softmax(torch.randn(7, generator=g, dtype=torch.float64), 0)
+    got = predictive_info_gain(p1, t1, w)
+    np.testing.assert_allclose(got.numpy(), _brute_epig(p1.numpy(), t1.numpy(), w.numpy(), []),
+                               atol=1e-10)
+    assert (got >= 0).all() and got.max() > 1e-3
+    # with two labels already chosen for the batch: their joint configurations enter
+    pj = torch.stack([p1[:, 0] * p1[:, 2], p1[:, 0] * (1 - p1[:, 2]),
+                      (1 - p1[:, 0]) * p1[:, 2], (1 - p1[:, 0]) * (1 - p1[:, 2])], 1)
+    np.testing.assert_allclose(predictive_info_gain(p1, t1, w, pj).numpy(),
+                               _brute_epig(p1.numpy(), t1.numpy(), w.numpy(), [0, 2]),
+                               atol=1e-10)
+    # labels that do not depend on z (same probability under every latent) carry nothing
+    flat = p1[:1].expand(7, -1)
+    assert predictive_info_gain(flat, t1, w).abs().max() < 1e-12
+    # nor does a candidate about which the latents disagree, when no target depends on z
+    assert predictive_info_gain(p1, t1[:1].expand(7, -1), w).abs().max() < 1e-12
+
+
+def test_epig_prefers_the_query_that_moves_predictions() -> None:
+    """Latents 0, 1 form cluster A and 2, 3 cluster B, and every target depends only on the
+    cluster. Candidate 0 splits A from B; candidate 1 splits each cluster in two. BALD values
+    both alike (each halves the latents); EPIG values only candidate 0."""
+    from vpl.active.acquisition import info_gain, predictive_info_gain
+
+    hi, lo = 0.95, 0.05
+    p1 = torch.tensor([[hi, hi], [hi, lo], [lo, hi], [lo, lo]], dtype=torch.float64)
+    t1 = torch.tensor([[hi, lo, hi], [hi, lo, hi], [lo, hi, lo], [lo, hi, lo]],
+                      dtype=torch.float64)
+    w = torch.full((4,), 0.25, dtype=torch.float64)
+    bald = info_gain(torch.logit(p1), w)
+    torch.testing.assert_close(bald[0], bald[1])
+    epig = predictive_info_gain(p1, t1, w)
+    assert epig[0] > 0.2 and epig[1].abs() < 1e-12

@@ -13,6 +13,13 @@ pool at once and takes the best, B times for a batch. What differs is the score:
   resampled to at most `max_particles`. For a batch the greedy score is the joint information
   gain of the chosen labels and the candidate's (BatchBALD, Kirsch et al. 2019), exact while
   the chosen labels have at most `max_configs` joint configurations.
+- ``epig``: expected *predictive* information gain (Bickford Smith et al. 2023): the
+  information a candidate's label carries about the labels of comparisons the user will be
+  scored on, ``E_{x*} I(y; y* | q, x*, ctx)``, with x* drawn from the pool itself (at most
+  `targets` of them). BALD values any information about z, also information that changes no
+  prediction (two latents that rank every pair alike); EPIG counts only what moves
+  predictions. Same particles as ``info-gain``; for a batch the chosen labels' joint
+  configurations enter as in BatchBALD (at most `max_configs_epig` of them).
 - ``paper``: our reading of the variance-based set criterion of the VPL paper (Poddar et al.,
   2024): a candidate is scored by the variance of the amortized posterior
   q(z | ctx + chosen + candidate), averaged over the dimensions of z and *uniformly* over the
@@ -26,7 +33,8 @@ parameterizations the reward matrix is computed without repeating item-only work
 (exactly equal to `VPL.reward`; checked in the tests).
 
 References: Houlsby et al. (2011), "Bayesian Active Learning for Classification and Preference
-Learning"; Kirsch et al. (2019), "BatchBALD"; Poddar et al. (2024), "Personalizing RLHF with
+Learning"; Kirsch et al. (2019), "BatchBALD"; Bickford Smith et al. (2023), "Prediction-Oriented
+Bayesian Active Learning", AISTATS; Poddar et al. (2024), "Personalizing RLHF with
 Variational Preference Learning", NeurIPS.
 """
 
@@ -45,7 +53,7 @@ from vpl.data.pairs import PairData
 from vpl.losses import noisy_logits
 from vpl.models.base import Posterior, RewardModel
 
-STRATEGIES: tuple[str, ...] = ("random", "info-gain", "paper")
+STRATEGIES: tuple[str, ...] = ("random", "info-gain", "epig", "paper")
 _LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
 
 
@@ -298,17 +306,49 @@ def _batch_info_gain(p_joint: torch.Tensor, p1: torch.Tensor, cond: torch.Tensor
     return h_joint - cond - cond_chosen
 
 
+def _xlogx(p: torch.Tensor) -> torch.Tensor:
+    return p * p.clamp_min(1e-30).log()
+
+
+def predictive_info_gain(p1: torch.Tensor, t1: torch.Tensor, weights: torch.Tensor,
+                         p_joint: torch.Tensor | None = None) -> torch.Tensor:
+    """EPIG: mean over targets of I((y_chosen, y_n); y_target) for each candidate n, in nats.
+
+    p1: (S, N) p(y_n = 1 | z_s) of the candidates; t1: (S, M) the same for M target
+    comparisons; weights: (S,) of the latents, summing to 1; p_joint: (S, C) probability of
+    each joint configuration of labels already chosen for the batch (default: none chosen).
+    Labels are independent given z, so every joint is a weighted sum over the S latents.
+    Returns (N,).
+    """
+    s, n = p1.shape
+    if p_joint is None:
+        p_joint = torch.ones(s, 1, dtype=p1.dtype)
+    wc = weights.unsqueeze(1) * p_joint  # (S, C)
+    # (S, C*2*N): weight of each latent times p(config c, y_n = a | z)
+    x = torch.cat([wc.unsqueeze(2) * p1.unsqueeze(1), wc.unsqueeze(2) * (1 - p1).unsqueeze(1)],
+                  dim=1).reshape(s, -1)
+    hx = -_xlogx(x.sum(0)).reshape(-1, n).sum(0)  # (N,) H(y_chosen, y_n)
+    pt = weights @ t1  # (M,)
+    hy = -(_xlogx(pt) + _xlogx(1 - pt))  # (M,) H(y_target)
+    j1, j0 = x.T @ t1, x.T @ (1 - t1)  # (C*2*N, M) joint with y_target = 1 / 0
+    hxy = -(_xlogx(j1) + _xlogx(j0)).reshape(-1, n, t1.shape[1]).sum(0)  # (N, M)
+    return (hx.unsqueeze(1) + hy.unsqueeze(0) - hxy).clamp_min(0.0).mean(1)
+
+
 @torch.no_grad()
 def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
                    ctx_b: torch.Tensor, strategy: str, *, batch: int = 1,
                    exclude: torch.Tensor | None = None, samples: int = 16,
                    generator: torch.Generator | None = None, labelings: int = 4,
-                   max_configs: int = 1024) -> tuple[list[int], torch.Tensor]:
+                   max_configs: int = 1024, targets: int = 256,
+                   max_configs_epig: int = 16) -> tuple[list[int], torch.Tensor]:
     """Greedily pick `batch` candidates of `pool` for a user with answered pairs ctx_a/ctx_b.
 
     ctx_a, ctx_b: (K, D) preferred / other response of each answered pair; exclude: (N,) bool,
     True for candidates that may not be picked (e.g. already asked). Returns the chosen indices
-    and the scores (N,) of the first greedy step (-inf where excluded).
+    and the scores (N,) of the first greedy step (-inf where excluded). `targets`: how many
+    pool comparisons (drawn at random, asked ones included) stand for the target distribution
+    of ``epig``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
@@ -318,13 +358,16 @@ def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
     batch = min(batch, int((~banned).sum()))
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     ctx = _Context(ctx_a, ctx_b)
-    if strategy == "info-gain":
+    if strategy in ("info-gain", "epig"):
         z, weights = latent_particles(model, ctx_a, ctx_b, samples, gen)  # (S, Z), (S,)
         logits = candidate_logits(model, pool, z)  # (S, N)
         p1 = torch.sigmoid(logits)
         cond = weights @ binary_entropy(logits)  # (N,)
         p_joint = torch.ones(z.shape[0], 1)  # (S, C)
         cond_chosen = 0.0
+        if strategy == "epig":
+            pick = torch.randperm(n, generator=gen)[:targets]
+            t1 = p1[:, pick]  # (S, M)
     chosen: list[int] = []
     first_scores = torch.empty(0)
     for _ in range(batch):
@@ -332,6 +375,8 @@ def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
             scores = torch.rand(n, generator=gen)
         elif strategy == "info-gain":
             scores = _batch_info_gain(p_joint, p1, cond, cond_chosen, weights)
+        elif strategy == "epig":
+            scores = predictive_info_gain(p1, t1, weights, p_joint)
         else:
             scores = _paper_scores(model, pool, ctx, chosen, labelings, gen)
         scores = scores.masked_fill(banned, -math.inf)
@@ -340,11 +385,12 @@ def select_queries(model: RewardModel, pool: CandidatePool, ctx_a: torch.Tensor,
         best = int(torch.argmax(scores))
         chosen.append(best)
         banned[best] = True
-        if strategy == "info-gain":
+        if strategy in ("info-gain", "epig"):
             both = torch.stack([p1[:, best], 1 - p1[:, best]], -1)  # (S, 2)
             p_joint = (p_joint.unsqueeze(-1) * both.unsqueeze(1)).reshape(p1.shape[0], -1)
-            if p_joint.shape[1] > max_configs:  # keep the most probable configurations
-                keep = (weights @ p_joint).topk(max_configs).indices
+            cap = max_configs if strategy == "info-gain" else max_configs_epig
+            if p_joint.shape[1] > cap:  # keep the most probable configurations
+                keep = (weights @ p_joint).topk(cap).indices
                 p_joint = p_joint[:, keep]
             cond_chosen += float(cond[best])
     return chosen, first_scores
