@@ -2,7 +2,7 @@
 
 For each seed: one control run (maze data, VPL reward model, z-conditioned IQL policy; the
 same code as `vpl control run`), then new simulated users per goal answer queries from a pool
-of state pairs chosen by random / info-gain / paper, and the policy is rolled out with
+of state pairs chosen by random / info-gain / epig / paper (`--strategies`), and the policy is rolled out with
 z = posterior mean after 0..budget answers. Prints a markdown table and writes it to --out.
 
     .venv/bin/python benchmarks/active_maze_bench.py [--seeds 0 1 2] [--budget 16] [--jobs 2]
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-STRATEGIES = ("random", "info-gain", "paper")
+from vpl.active.acquisition import STRATEGIES
+
 OUT = Path(__file__).parent / "results" / "active_maze.md"
 
 
@@ -50,7 +51,7 @@ def _one(seed: int, args: argparse.Namespace) -> dict[str, Any]:
                            "identification": res["identification"],
                            "t_control": t_control, "success": {}, "entropy_corr": {},
                            "select_ms": {}}
-    for s in STRATEGIES:
+    for s in args.strategies:
         r = run_maze_active(model, policy, data, s, budget=args.budget,
                             users_per_goal=args.users_per_goal, pool_size=args.pool,
                             episodes=args.episodes, seed=seed, progress=False)
@@ -75,13 +76,15 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float,
     from vpl.active import queries_to_reach
 
     ns = [n for n in (0, 1, 2, 3, 4, 6, 8, 12, 16) if n <= args.budget]
-    succ = {s: np.mean([np.asarray(r["success"][s]) for r in runs], axis=0) for s in STRATEGIES}
+    strategies = list(runs[0]["success"])
+    succ = {s: np.mean([np.asarray(r["success"][s]) for r in runs], axis=0) for s in strategies}
     seeds = [r["seed"] for r in runs]
     control = ", ".join(f"{100 * r['control_success']:.0f}%" for r in runs)
     lines = [
         f"## Maze: success vs answered queries ({args.goals} goals, reward `{args.reward}`)", "",
         f"Command: `python benchmarks/active_maze_bench.py --goals {args.goals} --seeds "
-        f"{' '.join(map(str, seeds))} --budget {args.budget} --iql-steps {args.iql_steps}`; "
+        f"{' '.join(map(str, seeds))} --budget {args.budget} --iql-steps {args.iql_steps} "
+        f"--strategies {' '.join(strategies)}`; "
         f"commit {commit}; "
         f"wall time {wall:.0f} s with {args.jobs} job(s). Per seed: one control run "
         f"(`vpl control run` defaults, {args.iql_steps} IQL steps; success with the data's "
@@ -94,14 +97,14 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float,
         "| strategy | " + " | ".join(f"n={n}" for n in ns) + " | Spearman(entropy, success) "
         "| selection ms |",
         "|---|" + "---|" * (len(ns) + 2)]
-    for s in STRATEGIES:
+    for s in strategies:
         corr = np.nanmean([r["entropy_corr"][s] for r in runs])
         ms = np.mean([r["select_ms"][s] for r in runs])
         lines.append(f"| {s} | " + " | ".join(_ci(succ[s][:, n]) for n in ns)
                      + f" | {corr:+.2f} | {ms:.1f} |")
     ref = min(8, args.budget)
     target = succ["random"][:, ref].mean()
-    need = {s: queries_to_reach(succ[s].mean(0), target) for s in STRATEGIES}
+    need = {s: queries_to_reach(succ[s].mean(0), target) for s in strategies}
     lines += ["", f"Answers needed to reach random's success after {ref} "
               f"({100 * target:.1f}%): " + ", ".join(
                   f"{s} {'>' + str(args.budget) if v is None else v}" for s, v in need.items())
@@ -132,9 +135,12 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--iql-steps", type=int, default=None, help="default: IQLSettings.steps")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
+                   help="which strategies to run (random is always run: it sets the target)")
     p.add_argument("--workdir", default="/tmp/vpl_active_maze")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
+    args.strategies = ["random"] + [s for s in args.strategies if s != "random"]
     if args.iql_steps is None:
         from vpl.control.policy import IQLSettings
 
@@ -160,7 +166,7 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> None:
     from vpl.active.cli import plot_curves
 
     curves = {}
-    for s in STRATEGIES:
+    for s in runs[0]["success"]:
         per_user = np.mean([np.asarray(r["success"][s]) for r in runs], axis=0)
         lo, hi = mean_ci(per_user)
         curves[s] = {"curve": per_user.mean(0).tolist(), "ci95": [lo.tolist(), hi.tolist()]}
