@@ -432,24 +432,24 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     bar.close()
     order = {m: i for i, m in enumerate(suite.models)}
     results.sort(key=lambda r: (r["dataset"], order[r["model"]], r["seed"]))
-    for p in prepared:
-        for r in results:
-            if r["dataset"] == p.name and r["seed"] == 0 and "latent_points" in r:
-                plot_latent(f"{p.name}: {r['model']} posterior means",
-                            np.array(r["latent_points"]["means"]), r["latent_points"]["type"],
-                            out / f"{p.name}_{r['model']}_latent.png")
+    latents = {(r["dataset"], r["model"]): r.pop("latent_points")
+               for r in results if "latent_points" in r and r["seed"] == 0}
     for r in results:
         r.pop("latent_points", None)
     table = aggregate(results)
     ds_order = [p.name for p in prepared]
     table = {d: table[d] for d in ds_order if d in table}
-    for ds, models_ in table.items():
-        plot_few_shot(ds, models_, out / f"{ds}_few_shot.png")
     seconds = time.perf_counter() - t0
     report = render_report(suite, table, seconds, commit, skipped)
+    # numbers first: a failure while plotting must not lose an hour of training
     atomic_write_text(out / "results.json", json.dumps(
         {"suite": suite.name, "commit": commit, "seconds": seconds, "table": table,
          "runs": results}, indent=2))
     atomic_write_text(out / "report.md", report)
+    for (ds, model), pts in latents.items():
+        plot_latent(f"{ds}: {model} posterior means", np.array(pts["means"]), pts["type"],
+                    out / f"{ds}_{model}_latent.png")
+    for ds, models_ in table.items():
+        plot_few_shot(ds, models_, out / f"{ds}_few_shot.png")
     log(report)
     return table
