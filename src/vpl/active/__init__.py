@@ -1,5 +1,6 @@
 """Active query selection for new users: posterior uncertainty, acquisition functions (random,
-information gain, the VPL paper's variance criterion) and a sequential query loop."""
+information gain about z, expected predictive information gain, the VPL paper's variance
+criterion) and a sequential query loop."""
 
 from vpl.active.acquisition import (
     STRATEGIES,

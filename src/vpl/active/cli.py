@@ -41,7 +41,8 @@ def add_active_command(subparsers: argparse._SubParsersAction) -> None:
                    help="candidate pool size per user (default: every pair not evaluated on)")
     a.add_argument("--eval-pairs", type=int, default=16, help="evaluation pairs per user")
     a.add_argument("--samples", type=int, default=16,
-                   help="posterior samples for info-gain (antithetic pairs)")
+                   help="posterior samples for info-gain and epig with the amortized "
+                        "posterior (antithetic pairs)")
     a.add_argument("--users-per-goal", type=int, default=10,
                    help="maze: new simulated users per goal")
     a.add_argument("--episodes", type=int, default=4,
