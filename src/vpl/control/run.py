@@ -109,12 +109,10 @@ def identification(data: MazeData, k: int, seed: int = 0) -> dict[str, Any]:
     expected x the oracle's success (a misidentified user is sent to another goal).
     """
     s, names = data.splits["test"], data.maze.goal_names
-    k = min(k, data.config.test_queries)  # the test latents see each user's first k queries
+    k = min(k, data.config.test_queries)
+    # each user's first k queries, picked as the test latents pick them (`posterior_means`)
+    first = np.concatenate([idx[:k] for idx in data.pairs("test").by_user().values()])
     user = s["user"]
-    order = np.argsort(user, kind="stable")
-    rank = np.empty(len(user), dtype=np.int64)
-    rank[order] = np.arange(len(user)) - np.searchsorted(user[order], user[order])
-    first = rank < k
     post = offline.goal_posterior(data.maze, user[first], s["chosen"][first],
                                   s["rejected"][first], data.config.noise, len(s["goal"]))
     test = offline.identification_rate(post, s["goal"])
