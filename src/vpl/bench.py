@@ -41,6 +41,7 @@ MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "mixture": ("mixture", {}),
     "prototypes": ("prototypes", {}),
     "btl-head": ("btl-head", {}),
+    "low-rank": ("low-rank", {}),
     "vpl": ("vpl", {}),
     "vpl-amortized": ("vpl", {"inference": "amortized"}),
     "vpl-attention": ("vpl", {"set_encoder": "attention"}),

@@ -1,4 +1,5 @@
-"""Baseline reward models: DPL, EM mixture, PAL prototypes, BTL + per-user head, type oracle."""
+"""Baseline reward models: DPL, EM mixture, PAL prototypes, BTL + per-user head, low-rank basis,
+type oracle."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from vpl.models.dpl import (
     log_odds_from_probs,
     mean_variance_log_probs,
 )
+from vpl.models.low_rank import map_weights
 from vpl.models.mixture import mixture_log_odds
 from vpl.models.oracle import oracle_for
 from vpl.models.prototypes import fit_mixture_logits
@@ -31,10 +33,11 @@ SMALL = {
     "mixture": {"hidden": 16, "heads": 3},
     "prototypes": {"hidden": 16, "feature_dim": 8, "prototypes": 3},
     "btl-head": {"hidden": 16},
+    "low-rank": {"rank": 3},
     "oracle-type": {"hidden": 16, "types": ["type0", "type1"]},
 }
 NAMES = list(SMALL)
-CONTEXT_MODELS = ["mixture", "prototypes", "btl-head"]
+CONTEXT_MODELS = ["mixture", "prototypes", "btl-head", "low-rank"]
 
 
 def _tiny_data(n_users: int = 4, seed: int = 0) -> PairData:
@@ -86,7 +89,7 @@ def test_models_are_registered():
 @pytest.mark.parametrize("name", NAMES)
 def test_save_load_round_trip(name, tmp_path):
     model = _make(name)
-    if name == "mixture":  # move log_pi off uniform so the buffer's round trip is tested
+    if name in ("mixture", "low-rank"):  # move the prior buffers off their initial values
         model.before_epoch(_tiny_data(), np.random.default_rng(0))
     model.eval()
     save_model(model, tmp_path)
@@ -298,6 +301,50 @@ def test_prototype_inner_gradient_matches_autograd():
                           alpha_n, atol=1e-5)
 
 
+def test_low_rank_map_weights_reach_the_optimum():
+    """Grouped Newton MAP: zero gradient of each group's objective, groups independent."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(11, 4, generator=g, dtype=torch.float64)
+    owner = torch.tensor([0, 0, 0, 2, 2, 2, 2, 2, 0, 2, 0])  # group 1 has no pairs
+    mean = torch.randn(4, generator=g, dtype=torch.float64)
+    a = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    prec = a @ a.T + 0.5 * torch.eye(4, dtype=torch.float64)
+    w, hess = map_weights(x, owner, 3, mean, prec, steps=15)
+    for u in range(3):
+        xs = x[owner == u]
+        grad = -(torch.sigmoid(-(xs @ w[u])).unsqueeze(-1) * xs).sum(0) + prec @ (w[u] - mean)
+        assert grad.abs().max() < 1e-9
+        alone, _ = map_weights(xs, torch.zeros(len(xs), dtype=torch.long), 1, mean, prec,
+                               steps=15)
+        assert torch.allclose(alone[0], w[u], atol=1e-10)
+    assert torch.allclose(w[1], mean) and torch.allclose(hess[1], prec)  # no pairs: the prior
+    # the Hessian returned is the objective's at the MAP
+    s = torch.sigmoid(x[owner == 0] @ w[0])
+    h0 = prec + (x[owner == 0].T * (s * (1 - s))) @ x[owner == 0]
+    assert torch.allclose(hess[0], h0, atol=1e-10)
+
+
+def test_low_rank_e_step_prior_and_empty_context():
+    model = _make("low-rank").eval()
+    data = _tiny_data()
+    model.before_epoch(data, np.random.default_rng(0))
+    w = model.train_weights
+    assert w.shape == (4, 3)
+    assert torch.allclose(model.prior_mean, w.mean(0), atol=1e-6)
+    assert torch.allclose(model.prior_cov, torch.cov(w.T), atol=1e-6)
+    model.bind(data)  # a new binding drops the stale weights table
+    assert len(model.train_weights) == 0
+    b = _batch()
+    basis = model.basis(b.chosen) - model.basis(b.rejected)  # (B, T, rank)
+    # row 1 has an empty context: the population-average reward under the prior mean
+    assert torch.allclose(model.predict(b)[1], basis[1] @ model.prior_mean, atol=1e-6)
+    post = model.posterior(b)
+    assert torch.allclose(post.mean[1], model.prior_mean, atol=1e-6)
+    prior_var = torch.linalg.inv(model.prior_prec).diagonal()
+    assert torch.allclose(post.logvar[1].exp(), prior_var, rtol=1e-4)
+    assert (post.logvar[2].exp() < prior_var + 1e-6).all()  # context only sharpens
+
+
 def test_oracle_types_from_data_and_errors():
     data = _tiny_data()
     model = oracle_for(data, hidden=8)
@@ -339,7 +386,8 @@ def accuracies(linear_users) -> dict[str, float]:
     return accs
 
 
-@pytest.mark.parametrize("name", ["mixture", "prototypes", "btl-head", "oracle-type"])
+@pytest.mark.parametrize("name", ["mixture", "prototypes", "btl-head", "low-rank",
+                                  "oracle-type"])
 def test_personalized_models_beat_btl(accuracies, name):
     assert accuracies[name] > 0.85, accuracies
     assert accuracies[name] > accuracies["btl"] + 0.15, accuracies

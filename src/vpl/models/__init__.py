@@ -1,7 +1,16 @@
 """Reward models, all trained by one loop and chosen by name from a registry."""
 
 # importing each module registers its models
-from vpl.models import btl, btl_head, dpl, mixture, oracle, prototypes, vpl  # noqa: F401
+from vpl.models import (  # noqa: F401
+    btl,
+    btl_head,
+    dpl,
+    low_rank,
+    mixture,
+    oracle,
+    prototypes,
+    vpl,
+)
 from vpl.models.base import (
     REGISTRY,
     LossOutput,
