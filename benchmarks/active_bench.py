@@ -1,11 +1,12 @@
 """Active query selection on Personas: random vs info-gain (BALD) vs EPIG vs the paper's criterion.
 
-For each population (4 user types, continuous weights) and each seed, trains a VPL model on
-the training users, then simulates every unseen user: queries come from the user's pool, the
+For each population (4 user types, continuous weights) and each seed, trains a model (VPL by
+default, or any latent-variable model of the registry: `--model low-rank`) on the training
+users, then simulates every unseen user: queries come from the user's pool, the
 data's labels answer them, and accuracy on the user's held-out pairs is recorded after each
 answer. Prints a markdown table and writes it to benchmarks/results/active.md.
 
-    .venv/bin/python benchmarks/active_bench.py [--seeds 3] [--budget 16] [--epochs 30]
+    .venv/bin/python benchmarks/active_bench.py [--seeds 3] [--budget 16] [--model vpl]
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
     for seed in range(args.seeds):
         fit_set, val = holdout(train_all, 0.1, seed)
         seed_everything(seed)  # the weight initialization is part of the seeded run
-        model = build("vpl", train_all.dim, **parse_model_options(args.option))
+        model = build(args.model, train_all.dim, **parse_model_options(args.option))
         cfg = TrainConfig(epochs=args.epochs, context_size=args.context_size, seed=seed,
                           patience=args.patience)
         res = fit(model, fit_set, val, cfg, progress=True)
@@ -126,7 +127,13 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
 def inference_note(args: argparse.Namespace) -> str:
     """How the posterior after n answers is inferred and what info-gain averages over."""
     opts = parse_model_options(args.option)
-    if build("vpl", 2, **opts).inference == "bank":
+    if args.model == "low-rank":
+        return ("Posterior after n answers: the Laplace approximation at the MAP user weights "
+                "under the population Gaussian prior; info-gain: BALD with "
+                f"{args.samples} draws from it (full covariance), re-fitted after every answer; "
+                "epig: expected information gain about the labels of the user's other pool "
+                "pairs, over the same draws;")
+    if getattr(build(args.model, 2, **opts), "inference", "") == "bank":
         return ("Posterior after n answers: the latent bank (the training users' latents "
                 "reweighted by the likelihood of the answers); info-gain: BALD over the "
                 "weighted bank latents, re-weighted after every answer; epig: expected "
@@ -144,7 +151,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "# Active query selection (Personas)",
         "",
-        f"VPL ({config}) trained per seed on the training users (context size up to "
+        f"`{args.model}` ({config}) trained per seed on the training users (context size up to "
         f"{args.context_size}); {args.seeds} seeds; each unseen user's 40 pairs are split into "
         f"{args.eval_pairs} evaluation pairs and a query pool of the rest (item-disjoint); "
         f"accuracy on the evaluation pairs with z = posterior mean after n answers. "
@@ -152,7 +159,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{inference_note(args)} "
         f"paper: our reading of the VPL paper's variance criterion (whole budget chosen "
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
-        f"--seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
+        f"--model {args.model} --seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
         f"--patience {args.patience} --populations {args.populations} "
         f"--strategies {' '.join(args.strategies)}{opts}`; wall time {args.wall:.0f} s on this machine "
         f"(training and every strategy, one process).",
@@ -200,6 +207,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
 def main() -> None:
     """Run the benchmark and write the report."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vpl",
+                   help="registry name of the latent-variable model to train (vpl, low-rank)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--budget", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
@@ -216,7 +225,7 @@ def main() -> None:
                    help="directory to keep the embedded data in between runs")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="VPL config override, e.g. --option beta=0.01 (repeatable)")
+                   help="model config override, e.g. --option beta=0.01 (repeatable)")
     args = p.parse_args()
     args.strategies = ["random"] + [s for s in args.strategies if s != "random"]
     torch.set_num_threads(args.threads)

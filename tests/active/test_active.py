@@ -16,6 +16,7 @@ from vpl.active import (
     candidate_logits,
     extended_posteriors,
     info_gain,
+    latent_particles,
     queries_to_reach,
     reward_matrix,
     run_active,
@@ -130,6 +131,47 @@ def test_fast_paths_equal_model_calls(linear_users) -> None:
                         torch.cat([cb.expand(4, -1, -1), eb], 1), torch.ones(4, 6, dtype=bool))
     torch.testing.assert_close(fast.mean, full.mean, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.logvar, full.logvar, atol=1e-5, rtol=1e-5)
+    low_rank = build("low-rank", train.dim, rank=3)
+    slow = low_rank.reward(items.unsqueeze(0).expand(5, -1, -1), z)
+    torch.testing.assert_close(reward_matrix(low_rank, items, z), slow, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_low_rank(linear_users):
+    train, _ = linear_users
+    model = build("low-rank", train.dim, rank=3)
+    fit(model, train, config=TrainConfig(epochs=3, seed=0), progress=False)
+    return model
+
+
+def test_low_rank_laplace_samples(trained_low_rank, linear_users) -> None:
+    """Particles of a low-rank model come from its full-covariance Laplace posterior."""
+    _, test = linear_users
+    idx = test.by_user()[0][:5]
+    x = torch.from_numpy(test.items)
+    ca, cb = x[test.chosen[idx]], x[test.rejected[idx]]
+    model = trained_low_rank.eval()
+    w, hess = model.fit_weights(ca.unsqueeze(0), cb.unsqueeze(0), torch.ones(1, 5, dtype=bool))
+    draws = model.sample_posterior(ca, cb, 20000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(draws.mean(0), w[0], atol=1e-5, rtol=0)  # antithetic: exact
+    cov = torch.linalg.inv(hess[0])
+    torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.05 * cov.diag().max().item(),
+                               rtol=0)
+    z, weights = latent_particles(model, ca, cb, 16, torch.Generator().manual_seed(1))
+    assert z.shape == (16, 3) and torch.allclose(weights.sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("strategy", ["info-gain", "paper"])
+def test_low_rank_active_loop(trained_low_rank, linear_users, strategy: str) -> None:
+    _, test = linear_users
+    res = run_active(trained_low_rank, test, strategy, budget=6, eval_pairs=10, pool_size=12,
+                     users=list(range(4)), progress=False)
+    assert res.accuracy.shape == (4, 7) and not np.isnan(res.accuracy).any()
+    for asked in res.asked:
+        assert len(set(asked)) == 6
+    # answers never widen the Laplace posterior beyond the prior (Hessian >= prior precision)
+    assert (res.variance[:, 1:] <= res.variance[:, :1] + 1e-6).all()
+    assert (res.variance[:, -1] < res.variance[:, 0]).all()
 
 
 @pytest.mark.parametrize("strategy", ["random", "info-gain", "epig", "paper"])

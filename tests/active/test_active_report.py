@@ -16,12 +16,13 @@ def test_report_rows_follow_the_strategies_run(load_benchmark) -> None:
            "entropy_corr": {"random": [0.1, 0.2], "epig": [-0.1, -0.3]},
            "pred_corr": {"random": [-0.2, -0.2], "epig": [-0.4, -0.4]},
            "timing": {"random": [0.1], "epig": [20.0]}, "val_acc": [0.9, 0.8]}
-    args = argparse.Namespace(option=[], context_size=16, seeds=2, eval_pairs=16, epochs=60,
+    args = argparse.Namespace(model="low-rank", option=[], context_size=16, seeds=2, eval_pairs=16, epochs=60,
                               patience=20, populations="continuous",
                               strategies=["random", "epig"], budget=budget, samples=16,
                               wall=12.0)
     text = ab.report([res], args)
-    assert "--strategies random epig" in text
+    assert "--strategies random epig" in text and "--model low-rank" in text
+    assert "Laplace approximation" in text
     rows = [line for line in text.splitlines() if line.startswith("| epig |")]
     assert len(rows) == 2 and not any(line.startswith("| info-gain |")
                                       for line in text.splitlines())

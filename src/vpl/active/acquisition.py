@@ -151,8 +151,9 @@ def latent_particles(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tenso
 
     ctx_a/ctx_b: (K, D) the answered pairs, preferred first. For a model inferring z from a
     latent bank: the bank with its posterior weights, resampled (with replacement, duplicates
-    merged) to `max_particles` draws when larger. Otherwise `samples` antithetic draws from the
-    Gaussian q(z | context), equally weighted.
+    merged) to `max_particles` draws when larger. For a model with `sample_posterior` (low-rank:
+    a full-covariance Laplace posterior), `samples` of its draws. Otherwise `samples` antithetic
+    draws from the diagonal Gaussian q(z | context). Draws are equally weighted.
     """
     mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool)
     if getattr(model, "uses_bank", False):
@@ -163,6 +164,9 @@ def latent_particles(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tenso
             idx, counts = torch.unique(draw, return_counts=True)
             return bank[idx], counts.float() / max_particles
         return bank, w
+    if hasattr(model, "sample_posterior"):
+        z = model.sample_posterior(ctx_a, ctx_b, samples, generator)  # type: ignore[attr-defined]
+        return z, torch.full((z.shape[0],), 1.0 / z.shape[0])
     post = model.encode(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)  # type: ignore[attr-defined]
     z = sample_latents(post, samples, generator, antithetic=True)
     return z, torch.full((z.shape[0],), 1.0 / z.shape[0])
@@ -194,14 +198,12 @@ def reward_matrix(model: RewardModel, items: torch.Tensor, z: torch.Tensor,
                   cache: dict[Any, torch.Tensor] | None = None) -> torch.Tensor:
     """Reward of every item (U, D) under every latent (S, Z) -> (S, U).
 
-    For VPL the item-only work (`VPL.item_part`) is done once per item and kept in `cache` if
-    given, and `VPL.reward_table` adds the latents. Other models go through `reward` on
-    expanded tensors.
+    For models with `item_part` and `reward_table` (VPL, low-rank) the item-only work is done
+    once per item and kept in `cache` if given, and `reward_table` adds the latents. Other
+    models go through `reward` on expanded tensors.
     """
-    from vpl.models.vpl import VPL
-
     s, u = z.shape[0], items.shape[0]
-    if isinstance(model, VPL):
+    if hasattr(model, "reward_table") and hasattr(model, "item_part"):
         part = _cached(cache, model, model.item_part_weight,
                        lambda: model.item_part(items))  # (U, H)
         return model.reward_table(part, z)  # (S, U)

@@ -118,24 +118,62 @@ class LowRank(RewardModel):
                         device=self.prior_cov.device)
         return torch.linalg.inv(self.prior_cov + self.config.prior_jitter * eye)
 
-    def fit_context(self, batch: ContextBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """MAP weights (B, rank) of every batch row from its context, and their Hessians."""
-        rows, k = batch.ctx_mask.shape
-        ctx = self._diff(batch.ctx_chosen, batch.ctx_rejected).reshape(rows * k, self.config.rank)
-        keep = batch.ctx_mask.reshape(-1)
+    def fit_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                    ctx_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MAP weights (B, rank) of every row's context pairs (B, K, D) x2 under the population
+        prior, with the Hessians (B, rank, rank) of the objective there."""
+        rows, k = ctx_mask.shape
+        ctx = self._diff(ctx_chosen, ctx_rejected).reshape(rows * k, self.config.rank)
+        keep = ctx_mask.reshape(-1)
         owner = torch.arange(rows, device=ctx.device).repeat_interleave(k)[keep]
         return map_weights(ctx[keep], owner, rows, self.prior_mean, self.prior_prec,
                            steps=self.config.steps)
 
-    def posterior(self, batch: ContextBatch) -> Posterior:
-        """Laplace approximation of the user weights given the context."""
-        w, hess = self.fit_context(batch)
+    def encode(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+               ctx_mask: torch.Tensor) -> Posterior:
+        """Laplace approximation of the user weights given context pairs (B, K, D) x2 and mask
+        (B, K): the MAP and the diagonal of the inverse Hessian."""
+        w, hess = self.fit_weights(ctx_chosen, ctx_rejected, ctx_mask)
         var = torch.linalg.inv(hess).diagonal(dim1=-2, dim2=-1)
         return Posterior(w, var.clamp_min(1e-12).log())
 
+    def posterior(self, batch: ContextBatch) -> Posterior:
+        return self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+
+    def sample_posterior(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor, n: int,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws (n, rank) of one user's weights from the full-covariance Laplace posterior
+        given answered pairs (K, D) x2, antithetic (w + L eps paired with w - L eps)."""
+        mask = torch.ones(1, ctx_chosen.shape[0], dtype=torch.bool, device=ctx_chosen.device)
+        w, hess = self.fit_weights(ctx_chosen.unsqueeze(0), ctx_rejected.unsqueeze(0), mask)
+        chol = torch.linalg.cholesky(torch.linalg.inv(hess[0]))  # covariance = L L^T
+        half = torch.randn((n + 1) // 2, self.config.rank, generator=generator,
+                           dtype=w.dtype).to(w.device)
+        eps = torch.cat([half, -half])[:n]
+        return w[0] + eps @ chol.T
+
+    def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Reward of items x (B, T, D) for users with weights z (B, rank) -> (B, T)."""
+        return (self.basis(x) * z.unsqueeze(1)).sum(-1)
+
+    @property
+    def item_part_weight(self) -> torch.Tensor:
+        """The parameter `item_part` depends on first (its version tells when a cache of item
+        parts is stale)."""
+        return self.basis[0].weight
+
+    def item_part(self, items: torch.Tensor) -> torch.Tensor:
+        """The basis rewards v(x) of items (U, D) -> (U, rank)."""
+        return self.basis(items)
+
+    def reward_table(self, item_part: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Reward of every item under every weight vector, (S, U), from `item_part` (U, rank)
+        and z (S, rank)."""
+        return z @ item_part.T
+
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
-        w, _ = self.fit_context(batch)  # (B, rank)
-        return (self._diff(batch.chosen, batch.rejected) * w.unsqueeze(1)).sum(-1)  # (B, T)
+        w, _ = self.fit_weights(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+        return self.reward(batch.chosen, w) - self.reward(batch.rejected, w)  # (B, T)
 
     def bind(self, data: PairData) -> None:
         # the weights table belongs to one training set; a new binding invalidates it
@@ -188,7 +226,7 @@ class LowRank(RewardModel):
         if len(self.train_weights) and int(batch.user.max()) < len(self.train_weights):
             w = self.train_weights[batch.user]  # (B, rank)
         else:
-            w = self.fit_context(batch)[0].detach()
+            w = self.fit_weights(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)[0].detach()
         tgt = (self._diff(batch.chosen, batch.rejected) * w.unsqueeze(1)).sum(-1)  # (B, T)
         ctx = (self._diff(batch.ctx_chosen, batch.ctx_rejected) * w.unsqueeze(1)).sum(-1)
         logits = torch.cat([tgt, ctx], dim=1)
