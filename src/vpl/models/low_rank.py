@@ -26,13 +26,14 @@ Reference: Bose et al. (2025), "LoRe: Personalizing LLMs via Low-Rank Reward Mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from vpl.data.pairs import ContextBatch, PairData
-from vpl.losses import bradley_terry_nll, masked_mean
+from vpl.losses import bradley_terry_nll
 from vpl.models.base import LossOutput, Posterior, RewardModel, register
 from vpl.models.layers import mlp
 
@@ -213,7 +214,7 @@ class LowRank(RewardModel):
         self.train_weights = w
 
     def after_fit(self, train: PairData, context_size: int, seed: int,
-                  validate=None) -> dict[str, float]:  # noqa: ANN001
+                  validate: Callable[[], float] | None = None) -> dict[str, float]:
         """The restored best weights were trained under the prior of their own epoch's E-step;
         rerunning it makes the saved prior match the saved basis exactly."""
         self.before_epoch(train, np.random.default_rng(seed))
@@ -234,7 +235,5 @@ class LowRank(RewardModel):
         nll = bradley_terry_nll(logits, mask)
         penalty = sum(p.pow(2).sum() for p in self.basis.parameters())
         loss = nll + self.config.basis_l2 * penalty
-        with torch.no_grad():
-            norm = masked_mean(w.norm(dim=-1, keepdim=True).expand_as(batch.target_mask).float(),
-                               batch.target_mask)
-        return LossOutput(loss, tgt, {"nll": nll.item(), "weight_norm": norm.item()})
+        return LossOutput(loss, tgt, {"nll": nll.item(),
+                                      "weight_norm": w.detach().norm(dim=-1).mean().item()})
