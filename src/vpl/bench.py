@@ -42,6 +42,7 @@ MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prototypes": ("prototypes", {}),
     "btl-head": ("btl-head", {}),
     "low-rank": ("low-rank", {}),
+    "low-rank-map": ("low-rank", {"inference": "map"}),
     "vpl": ("vpl", {}),
     "vpl-amortized": ("vpl", {"inference": "amortized"}),
     "vpl-attention": ("vpl", {"set_encoder": "attention"}),
@@ -50,7 +51,8 @@ MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Bench names -> (registry name, options over the model's defaults). `vpl-concat` is the
 paper's formulation (z concatenated to the item, encoder on raw items), kept to show collapse.
-`vpl-amortized` infers z with the encoder alone, as the paper does (`vpl` uses the latent bank)."""
+`vpl-amortized` infers z with the encoder alone, as the paper does (`vpl` uses the latent bank);
+`low-rank-map` infers a new user's weights by MAP under a Gaussian prior (`low-rank`: bank)."""
 
 ALL_MODELS = tuple(m for m in MODEL_VARIANTS if m != "vpl-amortized")
 """Every suite's default models; `vpl-amortized` runs on request (`--models`), which keeps the

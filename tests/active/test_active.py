@@ -136,21 +136,27 @@ def test_fast_paths_equal_model_calls(linear_users) -> None:
     torch.testing.assert_close(reward_matrix(low_rank, items, z), slow, atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def trained_low_rank(linear_users):
+@pytest.fixture(scope="module", params=["bank", "map"])
+def trained_low_rank(linear_users, request):
     train, _ = linear_users
-    model = build("low-rank", train.dim, rank=3)
+    model = build("low-rank", train.dim, rank=3, inference=request.param)
     fit(model, train, config=TrainConfig(epochs=3, seed=0), progress=False)
     return model
 
 
 def test_low_rank_laplace_samples(trained_low_rank, linear_users) -> None:
-    """Particles of a low-rank model come from its full-covariance Laplace posterior."""
+    """Particles of a low-rank model: its bank, or its full-covariance Laplace posterior."""
     _, test = linear_users
     idx = test.by_user()[0][:5]
     x = torch.from_numpy(test.items)
     ca, cb = x[test.chosen[idx]], x[test.rejected[idx]]
     model = trained_low_rank.eval()
+    if model.uses_bank:
+        z, weights = latent_particles(model, ca, cb, 16, torch.Generator().manual_seed(1))
+        assert torch.equal(z, model.latent_bank)
+        expect = model.bank_weights(ca.unsqueeze(0), cb.unsqueeze(0), torch.ones(1, 5, dtype=bool))
+        torch.testing.assert_close(weights, expect[0])
+        return
     w, hess = model.fit_weights(ca.unsqueeze(0), cb.unsqueeze(0), torch.ones(1, 5, dtype=bool))
     draws = model.sample_posterior(ca, cb, 20000, torch.Generator().manual_seed(0))
     torch.testing.assert_close(draws.mean(0), w[0], atol=1e-5, rtol=0)  # antithetic: exact
@@ -169,6 +175,8 @@ def test_low_rank_active_loop(trained_low_rank, linear_users, strategy: str) -> 
     assert res.accuracy.shape == (4, 7) and not np.isnan(res.accuracy).any()
     for asked in res.asked:
         assert len(set(asked)) == 6
+    if trained_low_rank.uses_bank:
+        return
     # answers never widen the Laplace posterior beyond the prior (Hessian >= prior precision)
     assert (res.variance[:, 1:] <= res.variance[:, :1] + 1e-6).all()
     assert (res.variance[:, -1] < res.variance[:, 0]).all()

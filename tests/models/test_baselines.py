@@ -325,13 +325,15 @@ def test_low_rank_map_weights_reach_the_optimum():
 
 
 def test_low_rank_e_step_prior_and_empty_context():
-    model = _make("low-rank").eval()
+    seed_everything(0)
+    model = build("low-rank", D, rank=3, inference="map").eval()
     data = _tiny_data()
     model.before_epoch(data, np.random.default_rng(0))
     w = model.train_weights
     assert w.shape == (4, 3)
     assert torch.allclose(model.prior_mean, w.mean(0), atol=1e-6)
     assert torch.allclose(model.prior_cov, torch.cov(w.T), atol=1e-6)
+    assert torch.equal(model.latent_bank, w) and not model.uses_bank  # kept, unused by map
     model.bind(data)  # a new binding drops the stale weights table
     assert len(model.train_weights) == 0
     b = _batch()
@@ -343,6 +345,35 @@ def test_low_rank_e_step_prior_and_empty_context():
     prior_var = torch.linalg.inv(model.prior_prec).diagonal()
     assert torch.allclose(post.logvar[1].exp(), prior_var, rtol=1e-4)
     assert (post.logvar[2].exp() < prior_var + 1e-6).all()  # context only sharpens
+
+
+def test_low_rank_bank_posterior():
+    """Bank inference: the bank reweighted by the context likelihood, mean used to score."""
+    model = _make("low-rank").eval()
+    data = _tiny_data()
+    model.before_epoch(data, np.random.default_rng(0))
+    bank = model.latent_bank
+    assert model.uses_bank and bank.shape == (4, 3)
+    b = _batch()
+    g = model.basis(b.ctx_chosen) - model.basis(b.ctx_rejected)  # (B, K, rank)
+    for row in range(4):
+        real = g[row][b.ctx_mask[row]]  # (k, rank)
+        ll = torch.stack([torch.nn.functional.logsigmoid(real @ w_m).sum() for w_m in bank])
+        p = torch.softmax(ll, 0)
+        post = model.posterior(b)
+        assert torch.allclose(post.mean[row], p @ bank, atol=1e-6)
+        assert torch.allclose(post.logvar[row].exp(), p @ bank.pow(2) - (p @ bank).pow(2),
+                              atol=1e-5)
+    # the empty context (row 1) gets the population mean
+    assert torch.allclose(model.posterior(b).mean[1], bank.mean(0), atol=1e-6)
+    basis = model.basis(b.chosen) - model.basis(b.rejected)
+    assert torch.allclose(model.predict(b), (basis * model.posterior(b).mean.unsqueeze(1)).sum(-1),
+                          atol=1e-6)
+    small = build("low-rank", D, rank=3, bank_size=2)
+    small.before_epoch(data, np.random.default_rng(0))
+    assert small.latent_bank.shape == (2, 3)
+    with pytest.raises(ValueError, match="inference"):
+        build("low-rank", D, inference="amortized")
 
 
 def test_oracle_types_from_data_and_errors():

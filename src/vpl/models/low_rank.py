@@ -11,16 +11,23 @@ functions span a B-dimensional space (Bose et al., 2025). Training alternates, l
 * the loss trains the basis on the batch's pairs (targets and context alike) under those
   weights, plus `basis_l2` times the squared norm of the basis parameters.
 
-The population prior of a new user is the Gaussian N(mu, Sigma) fitted to the training users'
-weights at the last E-step (persistent buffers, so a checkpoint holds it and no per-user table).
-A new user's weights are the MAP under that prior given their context pairs, again by Newton;
-with no context w = mu, the population-average reward. The Laplace approximation
-(covariance = inverse Hessian at the MAP) is the `posterior`, so latent diagnostics and plots
-see the user weights like any latent.
+A new user's weights are inferred from their context pairs in one of two ways (`inference`):
+
+* `bank` (default): empirical Bayes over the training users, as VPL's latent bank. The
+  training users' weights from the last E-step are stored with the model (up to `bank_size`
+  of them), and a new user's posterior is that bank reweighted by the context likelihood,
+  p_m proportional to prod_k sigmoid(w_m . g_k); the prediction uses its mean. The prior is
+  the population itself, clusters and all.
+* `map`: the MAP under the Gaussian N(mu, Sigma) fitted to the training users' weights,
+  again by Newton, with the Laplace approximation (covariance = inverse Hessian at the MAP)
+  as the posterior.
+
+With no context both give the population mean. The posterior (the bank's weighted mean and
+variance, or the Laplace one) is what latent diagnostics, plots and active query selection
+see; with the bank, active selection uses the weighted bank latents as its particles.
 
 How it differs from LoRe: LoRe keeps user weights on the simplex (softmax logits fitted by
-gradient steps); here they are unconstrained with a learned Gaussian prior, which makes the
-new-user fit an exact convex MAP whose accuracy rises steadily with K.
+gradient steps); here they are unconstrained, with the population as prior.
 Reference: Bose et al. (2025), "LoRe: Personalizing LLMs via Low-Rank Reward Modeling", COLM.
 """
 
@@ -85,6 +92,13 @@ class LowRankConfig:
     """Newton steps of every weight fit (strictly convex; a few suffice)."""
     prior_jitter: float = 1e-3
     """Added to the diagonal of the population covariance Sigma before it is inverted."""
+    inference: str = "bank"
+    """How a new user's weights are inferred from their context: `bank` (the training users'
+    weights reweighted by the context likelihood) or `map` (MAP under the Gaussian fitted to
+    the training users' weights; Laplace posterior). `vpl bench --suite full`, K=8, 3 seeds:
+    see the README (the bank is ahead on Personas 4 types, where users come in clusters)."""
+    bank_size: int = 2048
+    """Most training users' weights kept in the bank (a seeded random subset beyond)."""
 
 
 @register("low-rank")
@@ -101,13 +115,28 @@ class LowRank(RewardModel):
             raise ValueError(f"low-rank: rank must be >= 1, got {c.rank}")
         if c.layers < 0:
             raise ValueError(f"low-rank: layers must be >= 0, got {c.layers}")
+        if c.inference not in ("bank", "map"):
+            raise ValueError(f"low-rank: unknown inference {c.inference!r} (bank, map)")
         self.latent_dim = c.rank
         self.basis = mlp(input_dim, c.hidden, c.rank, c.layers, out_bias=False)
         # the population prior of a new user's weights (set by every E-step)
         self.register_buffer("prior_mean", torch.zeros(c.rank))
         self.register_buffer("prior_cov", torch.eye(c.rank) / c.user_l2)
+        # (M, B) the bank: training users' weights of the last E-step (saved with the model)
+        self.register_buffer("latent_bank", torch.zeros(0, c.rank))
         # (U, B) training users' weights from the last E-step; empty until before_epoch
         self.register_buffer("train_weights", torch.empty(0, c.rank), persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        key = prefix + "latent_bank"
+        if key in state_dict:  # the bank's size is whatever was saved
+            self.latent_bank = torch.zeros_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def uses_bank(self) -> bool:
+        """True when a new user's weights come from the bank (bank inference, bank filled)."""
+        return self.config.inference == "bank" and self.latent_bank.shape[0] > 0
 
     def _diff(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
         return self.basis(chosen) - self.basis(rejected)  # (..., B)
@@ -130,10 +159,24 @@ class LowRank(RewardModel):
         return map_weights(ctx[keep], owner, rows, self.prior_mean, self.prior_prec,
                            steps=self.config.steps)
 
+    def bank_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                     ctx_mask: torch.Tensor) -> torch.Tensor:
+        """Posterior weights (B, M) of the bank's members given each row's context pairs
+        (B, K, D) x2 and mask (B, K): softmax over m of sum_k log sigmoid(w_m . g_k)."""
+        ll = torch.nn.functional.logsigmoid(self._diff(ctx_chosen, ctx_rejected)
+                                            @ self.latent_bank.T)  # (B, K, M)
+        return torch.softmax((ll * ctx_mask.unsqueeze(-1).to(ll.dtype)).sum(1), dim=-1)
+
     def encode(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                ctx_mask: torch.Tensor) -> Posterior:
-        """Laplace approximation of the user weights given context pairs (B, K, D) x2 and mask
-        (B, K): the MAP and the diagonal of the inverse Hessian."""
+        """Posterior of the user weights given context pairs (B, K, D) x2 and mask (B, K): with
+        the bank, its weighted mean and variance; otherwise the Laplace approximation (the MAP
+        and the diagonal of the inverse Hessian)."""
+        if self.uses_bank:
+            p = self.bank_weights(ctx_chosen, ctx_rejected, ctx_mask)  # (B, M)
+            mean = p @ self.latent_bank
+            var = p @ self.latent_bank.pow(2) - mean.pow(2)
+            return Posterior(mean, var.clamp_min(0.0).add(1e-12).log())
         w, hess = self.fit_weights(ctx_chosen, ctx_rejected, ctx_mask)
         var = torch.linalg.inv(hess).diagonal(dim1=-2, dim2=-1)
         return Posterior(w, var.clamp_min(1e-12).log())
@@ -173,7 +216,7 @@ class LowRank(RewardModel):
         return z @ item_part.T
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
-        w, _ = self.fit_weights(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+        w = self.posterior(batch).mean  # (B, rank)
         return self.reward(batch.chosen, w) - self.reward(batch.rejected, w)  # (B, T)
 
     def bind(self, data: PairData) -> None:
@@ -203,7 +246,8 @@ class LowRank(RewardModel):
         return w
 
     def before_epoch(self, train: PairData, rng: np.random.Generator) -> None:
-        """E-step: every training user's weights, then the population prior from them."""
+        """E-step: every training user's weights, then the population prior and the bank from
+        them (so validation during training scores the inference used afterwards)."""
         w = self.user_weights(train)
         seen = torch.zeros(len(train.users), dtype=torch.bool, device=w.device)
         seen[torch.from_numpy(np.unique(train.user)).to(w.device)] = True
@@ -212,11 +256,16 @@ class LowRank(RewardModel):
         if len(ws) > 1:
             self.prior_cov.copy_(torch.cov(ws.T).reshape(self.config.rank, self.config.rank))
         self.train_weights = w
+        size = self.config.bank_size
+        if len(ws) > size:  # seeded, so the bank does not depend on the epoch's rng state
+            keep = np.sort(np.random.default_rng(0).choice(len(ws), size=size, replace=False))
+            ws = ws[torch.from_numpy(keep).to(ws.device)]
+        self.latent_bank = ws.clone()
 
     def after_fit(self, train: PairData, context_size: int, seed: int,
                   validate: Callable[[], float] | None = None) -> dict[str, float]:
-        """The restored best weights were trained under the prior of their own epoch's E-step;
-        rerunning it makes the saved prior match the saved basis exactly."""
+        """The restored best basis was trained under its own epoch's E-step; rerunning the E-step
+        makes the saved prior and bank match the saved basis exactly."""
         self.before_epoch(train, np.random.default_rng(seed))
         return {}
 
@@ -227,7 +276,7 @@ class LowRank(RewardModel):
         if len(self.train_weights) and int(batch.user.max()) < len(self.train_weights):
             w = self.train_weights[batch.user]  # (B, rank)
         else:
-            w = self.fit_weights(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)[0].detach()
+            w = self.posterior(batch).mean.detach()
         tgt = (self._diff(batch.chosen, batch.rejected) * w.unsqueeze(1)).sum(-1)  # (B, T)
         ctx = (self._diff(batch.ctx_chosen, batch.ctx_rejected) * w.unsqueeze(1)).sum(-1)
         logits = torch.cat([tgt, ctx], dim=1)
