@@ -127,18 +127,20 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
 def inference_note(args: argparse.Namespace) -> str:
     """How the posterior after n answers is inferred and what info-gain averages over."""
     opts = parse_model_options(args.option)
-    if args.model == "low-rank":
-        return ("Posterior after n answers: the Laplace approximation at the MAP user weights "
-                "under the population Gaussian prior; info-gain: BALD with "
-                f"{args.samples} draws from it (full covariance), re-fitted after every answer; "
-                "epig: expected information gain about the labels of the user's other pool "
-                "pairs, over the same draws;")
-    if getattr(build(args.model, 2, **opts), "inference", "") == "bank":
+    model = build(args.model, 2, **opts)
+    inference = getattr(model, "inference", None) or getattr(model.config, "inference", "")
+    if inference == "bank":
         return ("Posterior after n answers: the latent bank (the training users' latents "
                 "reweighted by the likelihood of the answers); info-gain: BALD over the "
                 "weighted bank latents, re-weighted after every answer; epig: expected "
                 "information gain about the labels of the user's other pool pairs, over the "
                 "same weighted latents;")
+    if inference == "map":
+        return ("Posterior after n answers: the Laplace approximation at the MAP user weights "
+                "under the population Gaussian prior; info-gain: BALD with "
+                f"{args.samples} draws from it (full covariance), re-fitted after every answer; "
+                "epig: expected information gain about the labels of the user's other pool "
+                "pairs, over the same draws;")
     return (f"Posterior after n answers: the amortized encoder; info-gain: BALD with "
             f"{args.samples} posterior samples, re-encoding after every answer;")
 
@@ -161,7 +163,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
         f"--model {args.model} --seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
         f"--patience {args.patience} --populations {args.populations} "
-        f"--strategies {' '.join(args.strategies)}{opts}`; wall time {args.wall:.0f} s on this machine "
+        f"--strategies {' '.join(args.strategies)}{opts}`, commit "
+        f"`{getattr(args, 'commit', 'unknown')}`; wall time {args.wall:.0f} s on this machine "
         f"(training and every strategy, one process).",
         "",
     ]
@@ -230,6 +233,9 @@ def main() -> None:
     args.strategies = ["random"] + [s for s in args.strategies if s != "random"]
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from vpl.bench import git_commit
+
+    args.commit = git_commit()  # before any output is written
     t0 = time.perf_counter()
     results = [bench_population(u, args) for u in args.populations.split(",")]
     args.wall = time.perf_counter() - t0

@@ -22,7 +22,9 @@ def test_report_rows_follow_the_strategies_run(load_benchmark) -> None:
                               wall=12.0)
     text = ab.report([res], args)
     assert "--strategies random epig" in text and "--model low-rank" in text
-    assert "Laplace approximation" in text
+    assert "latent bank" in text and "Laplace" not in text  # low-rank's default inference
+    args.option = ["inference=map"]
+    assert "Laplace approximation" in ab.report([res], args)
     rows = [line for line in text.splitlines() if line.startswith("| epig |")]
     assert len(rows) == 2 and not any(line.startswith("| info-gain |")
                                       for line in text.splitlines())
