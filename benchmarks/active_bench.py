@@ -4,9 +4,13 @@ For each population (4 user types, continuous weights) and each seed, trains a m
 default, or any latent-variable model of the registry: `--model low-rank`) on the training
 users, then simulates every unseen user: queries come from the user's pool, the
 data's labels answer them, and accuracy on the user's held-out pairs is recorded after each
-answer. Prints a markdown table and writes it to benchmarks/results/active.md.
+answer. The pool is the user's own recorded pairs (`--pool own`, 24 per user) or 1,000 pairs
+drawn from all unseen users' pairs, answered from the user's declared weights (`--pool
+shared`: a simulated user can answer any comparison). Prints a markdown table and writes it
+to benchmarks/results/active.md.
 
     .venv/bin/python benchmarks/active_bench.py [--seeds 3] [--budget 16] [--model vpl]
+        [--pool own|shared]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +73,32 @@ def load_personas(users: str, seed: int, cache_dir: str | None = None
     return (data.subset(np.arange(n_train)), data.subset(np.arange(n_train, len(data))))
 
 
+def persona_oracle(users: str, seed: int, test: PairData) -> Callable[[int], np.ndarray]:
+    """The simulated unseen users of `load_personas(users, seed)`: oracle(u) is user u's utility
+    margin (chosen minus rejected, 0 for ties) of every pair of `test`, from the generator's
+    declared user weights and response attributes (the generator is deterministic, so the
+    records are regenerated rather than cached)."""
+    from vpl.data.personas import _TIE_TOL, ATTRIBUTES, generate_personas
+
+    _, rows = generate_personas(users=users, seed=seed)
+    if len(rows) != len(test):
+        raise ValueError(f"personas-{users}: {len(rows)} generated test records, "
+                         f"{len(test)} pairs in the data")
+    levels = np.array([[r["chosen_attributes"][a] - r["rejected_attributes"][a]
+                        for a in ATTRIBUTES] for r in rows], dtype=np.float64)  # (P, A)
+    weights = {r["user_id"]: np.array(r["user_weights"], dtype=np.float64) for r in rows}
+
+    def oracle(u: int) -> np.ndarray:
+        m = levels @ weights[test.users[u]]
+        return np.where(np.abs(m) < _TIE_TOL, 0.0, m)
+
+    # alignment check: every recorded pair is labeled as its own user's weights say
+    own = np.array([levels[p] @ weights[test.users[test.user[p]]] for p in range(len(test))])
+    if (own < -_TIE_TOL).any():
+        raise ValueError(f"personas-{users}: regenerated records do not match the cached pairs")
+    return oracle
+
+
 def holdout(train: PairData, frac: float, seed: int) -> tuple[PairData, PairData]:
     """Split each training user's pairs into (fit, validation) for early stopping."""
     rng = np.random.default_rng(seed)
@@ -90,6 +121,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
     train_all, test = load_personas(users, seed=0, cache_dir=args.data_cache)
     log.info("personas-%s: %d train pairs, %d test pairs, %d unseen users (%.0fs embedding)",
              users, len(train_all), len(test), len(test.by_user()), time.perf_counter() - t0)
+    oracle = persona_oracle(users, 0, test) if args.pool == "shared" else None
     strategies = args.strategies
     per_user: dict[str, list[np.ndarray]] = {s: [] for s in strategies}
     entropy_corr: dict[str, list[float]] = {s: [] for s in strategies}
@@ -109,7 +141,8 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
         for strategy in strategies:
             r = run_active(model, test, strategy, budget=args.budget, batch=args.batch,
                            eval_pairs=args.eval_pairs, seed=seed, samples=args.samples,
-                           progress=True)
+                           progress=True, oracle=oracle,
+                           pool_size=args.pool_size if oracle is not None else None)
             per_user[strategy].append(r.accuracy)
             summary = r.to_dict()
             entropy_corr[strategy].append(summary["entropy_accuracy_spearman"])
@@ -145,6 +178,18 @@ def inference_note(args: argparse.Namespace) -> str:
             f"{args.samples} posterior samples, re-encoding after every answer;")
 
 
+def pool_note(args: argparse.Namespace) -> str:
+    """Where a simulated user's queries come from."""
+    if args.pool == "shared":
+        return (f"{args.eval_pairs} of each unseen user's 40 pairs are held out for evaluation; "
+                f"the query pool is {args.pool_size} pairs drawn per user from all unseen "
+                f"users' pairs (none sharing a response with the evaluation pairs, none the "
+                f"user is indifferent about), answered from the user's declared weights "
+                f"(`--pool shared`);")
+    return (f"each unseen user's 40 pairs are split into {args.eval_pairs} evaluation pairs and "
+            f"a query pool of the rest (item-disjoint);")
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown tables of the benchmark."""
     ref = min(8, args.budget)
@@ -154,8 +199,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "# Active query selection (Personas)",
         "",
         f"`{args.model}` ({config}) trained per seed on the training users (context size up to "
-        f"{args.context_size}); {args.seeds} seeds; each unseen user's 40 pairs are split into "
-        f"{args.eval_pairs} evaluation pairs and a query pool of the rest (item-disjoint); "
+        f"{args.context_size}); {args.seeds} seeds; {pool_note(args)} "
         f"accuracy on the evaluation pairs with z = posterior mean after n answers. "
         f"Mean ± 95% CI over unseen users of the seed-averaged accuracy. "
         f"{inference_note(args)} "
@@ -163,6 +207,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"once, labels weighted uniformly). Command: `.venv/bin/python benchmarks/active_bench.py "
         f"--model {args.model} --seeds {args.seeds} --budget {args.budget} --epochs {args.epochs} "
         f"--patience {args.patience} --populations {args.populations} "
+        f"{'--pool shared --pool-size ' + str(args.pool_size) + ' ' if args.pool == 'shared' else ''}"
         f"--strategies {' '.join(args.strategies)}{opts}`, commit "
         f"`{getattr(args, 'commit', 'unknown')}`; wall time {args.wall:.0f} s on this machine "
         f"(training and every strategy, one process).",
@@ -221,6 +266,11 @@ def main() -> None:
     p.add_argument("--eval-pairs", type=int, default=16)
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--populations", default="4,continuous")
+    p.add_argument("--pool", choices=("own", "shared"), default="own",
+                   help="own: a user is asked their own recorded pairs (24 per user); shared: "
+                        "a simulated user answers any of the unseen users' pairs, from their "
+                        "declared weights (--pool-size candidates per user)")
+    p.add_argument("--pool-size", type=int, default=1000)
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
                    help="which strategies to run (random is always run: it sets the target)")
     p.add_argument("--out", default=str(OUT))

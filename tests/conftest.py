@@ -13,15 +13,20 @@ os.environ.setdefault("VPL_CACHE_DIR", tempfile.mkdtemp(prefix="vpl-test-cache-"
 from vpl.data.pairs import PairData  # noqa: E402
 
 
+def linear_type_weights(dim: int = 32) -> np.ndarray:
+    """(2, dim) the two types' reward weights of `make_linear_users` (cosine -0.6)."""
+    w0, u = np.random.default_rng(99).normal(size=(2, dim))
+    u -= (u @ w0) / (w0 @ w0) * w0
+    u *= np.linalg.norm(w0) / np.linalg.norm(u)
+    return np.stack([w0, -0.6 * w0 + 0.8 * u])
+
+
 def make_linear_users(n_users: int, pairs_per_user: int = 40, dim: int = 32, n_items: int = 400,
                       seed: int = 0, prefix: str = "u") -> PairData:
     """Users of two alternating types; type t prefers the item with the larger w_t . x."""
     rng = np.random.default_rng(seed)
     items = np.random.default_rng(1234).normal(size=(n_items, dim)).astype(np.float32)
-    w0, u = np.random.default_rng(99).normal(size=(2, dim))
-    u -= (u @ w0) / (w0 @ w0) * w0
-    u *= np.linalg.norm(w0) / np.linalg.norm(u)
-    w = np.stack([w0, -0.6 * w0 + 0.8 * u])  # the two types disagree (cosine -0.6)
+    w = linear_type_weights(dim)
     user, chosen, rejected = [], [], []
     for u in range(n_users):
         t = u % 2
@@ -42,6 +47,18 @@ def linear_users() -> tuple[PairData, PairData]:
     """(train: 100 users, test: 40 unseen users) of the two-type linear problem."""
     return make_linear_users(100, seed=0, prefix="train"), make_linear_users(40, seed=1,
                                                                               prefix="test")
+
+
+@pytest.fixture(scope="session")
+def linear_oracle():
+    """oracle(data, u): user u's utility margin (chosen minus rejected) of every pair of `data`
+    (users of `make_linear_users`, whose type is u % 2)."""
+    w = linear_type_weights()
+
+    def oracle(data: PairData, u: int) -> np.ndarray:
+        return (data.items[data.chosen] - data.items[data.rejected]).astype(np.float64) @ w[u % 2]
+
+    return oracle
 
 
 @pytest.fixture

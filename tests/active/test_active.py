@@ -22,6 +22,7 @@ from vpl.active import (
     run_active,
     sample_latents,
     select_queries,
+    shared_pool,
 )
 from vpl.models import Posterior, RewardModel, build
 from vpl.train import TrainConfig, fit
@@ -378,3 +379,37 @@ def test_epig_prefers_the_query_that_moves_predictions() -> None:
     torch.testing.assert_close(bald[0], bald[1])
     epig = predictive_info_gain(p1, t1, w)
     assert epig[0] > 0.2 and epig[1].abs() < 1e-12
+
+
+def test_shared_pool_leaves_out_evaluation_items_and_ties(linear_users, linear_oracle) -> None:
+    _, test = linear_users
+    rng = np.random.default_rng(0)
+    ev = test.by_user()[3][:10]
+    margins = linear_oracle(test, 3)
+    margins[:50] = 0.0  # indifferent about these
+    idx, wins = shared_pool(test, ev, margins, 300, rng)
+    assert len(idx) == 300 and len(set(idx.tolist())) == 300
+    ev_items = set(test.chosen[ev].tolist()) | set(test.rejected[ev].tolist())
+    assert not ev_items & (set(test.chosen[idx].tolist()) | set(test.rejected[idx].tolist()))
+    assert (idx >= 50).all()
+    np.testing.assert_array_equal(wins, margins[idx] > 0)
+    # the user's own recorded pairs agree with the oracle, other types' pairs often do not
+    own = test.by_user()[3]
+    assert (linear_oracle(test, 3)[own] > 0).all()
+    assert (linear_oracle(test, 3)[test.by_user()[4]] < 0).mean() > 0.2
+
+
+def test_active_loop_with_a_simulated_user(trained, linear_users, linear_oracle) -> None:
+    _, test = linear_users
+    res = run_active(trained, test, "info-gain", budget=6, eval_pairs=10, pool_size=200,
+                     users=[0, 1, 2, 3], progress=False, oracle=lambda u: linear_oracle(test, u))
+    own = run_active(trained, test, "info-gain", budget=6, eval_pairs=10, pool_size=12,
+                     users=[0, 1, 2, 3], progress=False)
+    assert res.config["pool"] == "shared" and own.config["pool"] == "own"
+    np.testing.assert_array_equal(res.accuracy[:, 0], own.accuracy[:, 0])  # same eval pairs
+    by_user = test.by_user()
+    for row, asked in enumerate(res.asked):
+        assert len(asked) == 6 and len(set(asked)) == 6
+        # queries come from the whole data, mostly other users' pairs
+        assert not set(asked) <= set(by_user[row].tolist())
+    assert not np.isnan(res.accuracy).any()

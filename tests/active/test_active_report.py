@@ -19,10 +19,15 @@ def test_report_rows_follow_the_strategies_run(load_benchmark) -> None:
     args = argparse.Namespace(model="low-rank", option=[], context_size=16, seeds=2, eval_pairs=16, epochs=60,
                               patience=20, populations="continuous",
                               strategies=["random", "epig"], budget=budget, samples=16,
-                              wall=12.0)
+                              wall=12.0, pool="own", pool_size=1000)
     text = ab.report([res], args)
     assert "--strategies random epig" in text and "--model low-rank" in text
     assert "latent bank" in text and "Laplace" not in text  # low-rank's default inference
+    assert "split into 16 evaluation pairs" in text
+    args.pool = "shared"
+    shared = ab.report([res], args)
+    assert "--pool shared --pool-size 1000" in shared and "1000 pairs drawn per user" in shared
+    args.pool = "own"
     args.option = ["inference=map"]
     assert "Laplace approximation" in ab.report([res], args)
     rows = [line for line in text.splitlines() if line.startswith("| epig |")]

@@ -25,6 +25,7 @@ from vpl.active.session import (
     mean_ci,
     queries_to_reach,
     run_active,
+    shared_pool,
     split_user_pairs,
     time_selection,
 )
@@ -34,5 +35,5 @@ __all__ = [
     "binary_entropy", "candidate_logits", "entropy_accuracy_correlation", "extended_posteriors",
     "info_gain", "latent_particles", "mean_ci", "posterior_entropy", "posterior_variance",
     "predictive", "queries_to_reach", "reward_matrix", "run_active", "sample_latents",
-    "select_queries", "split_user_pairs", "time_selection",
+    "select_queries", "shared_pool", "split_user_pairs", "time_selection",
 ]

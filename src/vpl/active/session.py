@@ -188,6 +188,23 @@ def split_user_pairs(data: PairData, idx: np.ndarray, eval_pairs: int, pool_size
     return ordered[:want], ev
 
 
+def shared_pool(data: PairData, ev: np.ndarray, margins: np.ndarray, pool_size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A query pool drawn from every pair of `data`, for a simulated user who can answer any
+    comparison: (pair indices, whether the user prefers each pair's `chosen`).
+
+    `margins` (len(data),): the user's utility of each pair's `chosen` minus its `rejected`.
+    Pairs that share a response (item key) with the evaluation pairs `ev`, and pairs the user
+    is indifferent about (margin 0), are left out; `pool_size` of the rest are drawn at random.
+    """
+    keys = data.item_keys
+    ev_keys = np.unique(np.concatenate([keys[data.chosen[ev]], keys[data.rejected[ev]]]))
+    ok = (~np.isin(keys[data.chosen], ev_keys) & ~np.isin(keys[data.rejected], ev_keys)
+          & (margins != 0))
+    idx = rng.permutation(np.flatnonzero(ok))[:pool_size]
+    return idx, margins[idx] > 0
+
+
 @dataclass
 class ActiveResult:
     """Accuracy and posterior uncertainty after 0..budget answers, per simulated user."""
@@ -271,10 +288,13 @@ def _accuracy(model: RewardModel, items: torch.Tensor, ch: torch.Tensor, rj: tor
 
 def _simulate_user(model: RewardModel, data: PairData, pool_idx: np.ndarray,
                    ev_idx: np.ndarray, strategy: str, budget: int, batch: int, samples: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, list[int], list[float]]:
+                   rng: np.random.Generator, wins: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, list[int], list[float]]:
     """One simulated user: (accuracy, posterior entropy, posterior variance, predictive entropy
-    of the evaluation pairs) (4, budget + 1), asked pairs, timings."""
+    of the evaluation pairs) (4, budget + 1), asked pairs, timings. `wins` (pool,): whether the
+    user prefers each pool pair's `chosen` response (all True, the data's labels, by default)."""
     flip = rng.random(len(pool_idx)) < 0.5
+    answers = ~flip if wins is None else wins != flip
     pool = CandidatePool.from_pairs(data, pool_idx, flip)
     ev_items, inv = np.unique(np.concatenate([data.chosen[ev_idx], data.rejected[ev_idx]]),
                               return_inverse=True)
@@ -288,7 +308,7 @@ def _simulate_user(model: RewardModel, data: PairData, pool_idx: np.ndarray,
     ev_gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     out = np.full((4, budget + 1), np.nan)
     times: list[float] = []
-    for n, post in answer_loop(session, lambda q: not flip[q], steps, batch, times):
+    for n, post in answer_loop(session, lambda q: bool(answers[q]), steps, batch, times):
         out[0, n] = _accuracy(model, ev_x, ev_c, ev_r, post.mean[0])
         out[1, n] = float(posterior_entropy(post)[0])
         out[2, n] = float(posterior_variance(post)[0])
@@ -300,8 +320,15 @@ def _simulate_user(model: RewardModel, data: PairData, pool_idx: np.ndarray,
 def run_active(model: RewardModel, data: PairData, strategy: str, *, budget: int = 8,
                batch: int = 1, pool_size: int | None = None, eval_pairs: int = 16,
                seed: int = 0, samples: int = 16, users: list[int] | None = None,
-               progress: bool = True) -> ActiveResult:
+               progress: bool = True,
+               oracle: Callable[[int], np.ndarray] | None = None) -> ActiveResult:
     """Simulate `strategy` on every user of `data` (or `users`), the data's labels answering.
+
+    By default a user is asked their own pairs (the data's labels answer). With `oracle`, a
+    simulated user who can answer any comparison: `oracle(u)` gives user u's utility margin
+    (chosen minus rejected) of every pair of `data`, and the pool is `pool_size` (default
+    1,000) pairs drawn from all of `data` (`shared_pool`); the evaluation pairs are still the
+    user's own.
 
     Splits are seeded by (seed, user) only, so strategies run with one seed see the same pools
     and evaluation pairs. Queries are shown in a random order of their two responses. With
@@ -322,13 +349,16 @@ def run_active(model: RewardModel, data: PairData, strategy: str, *, budget: int
                                  leave=False)):
         rng = np.random.default_rng([seed, u])
         pool_idx, ev_idx = split_user_pairs(data, by_user[u], eval_pairs, pool_size, rng)
+        wins = None
+        if oracle is not None:
+            pool_idx, wins = shared_pool(data, ev_idx, oracle(u), pool_size or 1000, rng)
         curves, asked, ms = _simulate_user(model, data, pool_idx, ev_idx, strategy, budget,
-                                           batch, samples, rng)
+                                           batch, samples, rng, wins)
         acc[row], ent[row], var[row], pred[row] = curves
         asked_all.append(asked)
         times.extend(ms)
     cfg = {"budget": budget, "batch": batch, "pool_size": pool_size, "eval_pairs": eval_pairs,
-           "seed": seed, "samples": samples}
+           "seed": seed, "samples": samples, "pool": "own" if oracle is None else "shared"}
     return ActiveResult(strategy=strategy, users=[data.users[u] for u in users], accuracy=acc,
                         entropy=ent, variance=var, predictive_entropy=pred, select_ms=times,
                         asked=asked_all, config=cfg)
