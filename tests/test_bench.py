@@ -65,10 +65,13 @@ def test_bench_rejects_unknown_suite(tmp_path):
 def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--suite", "tiny", "--datasets", "personas-2-tiny", "--models", "btl",
-                 "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+                 "--out", str(out), "--jobs", "1", "--quiet",
+                 "--embed-model", "bundled:all-MiniLM-L6-v2#layers"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results["table"]) == ["personas-2-tiny"]
     assert list(results["table"]["personas-2-tiny"]) == ["btl"]
+    assert results["embed_model"] == "bundled:all-MiniLM-L6-v2#layers"
+    assert "Sentence encoder: `bundled:all-MiniLM-L6-v2#layers`" in (out / "report.md").read_text()
     capsys.readouterr()
     assert main(["bench", "--suite", "tiny", "--datasets", "pets-full",
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2

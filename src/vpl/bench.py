@@ -137,9 +137,11 @@ def _with_types(data: PairData) -> PairData:
 
 
 def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
-            hh_path: str | os.PathLike | None = None) -> Prepared | None:
-    """Generate or load, embed and split one dataset (None: HH files are absent)."""
-    from vpl.embed import embed_comparisons
+            hh_path: str | os.PathLike | None = None,
+            embed_model: str | None = None) -> Prepared | None:
+    """Generate or load, embed and split one dataset (None: HH files are absent).
+    `embed_model`: the sentence encoder (default: the bundled MiniLM)."""
+    from vpl.embed import DEFAULT_MODEL, embed_comparisons
     from vpl.pipeline import get_encoder
 
     if spec.kind in ("pets", "personas"):
@@ -163,7 +165,7 @@ def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
         raise ValueError(f"unknown bench dataset kind {spec.kind!r}")
     split = make_split(train_all, test_users=0.0, heldout_pairs=0.1, seed=seed)
     train_rec, val_rec, _ = split.partition(train_all)
-    encoder = get_encoder(progress=progress)
+    encoder = get_encoder(embed_model or DEFAULT_MODEL, progress=progress)
     if spec.kind == "hh":
         every = train_all + test_rec
         data = _with_types(embed_comparisons(every, encoder))
@@ -269,7 +271,8 @@ def _fmt(acc: float, ci: float) -> str:
 
 
 def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
-                  seconds: float, commit: str, skipped: Sequence[str]) -> str:
+                  seconds: float, commit: str, skipped: Sequence[str],
+                  embed_model: str | None = None) -> str:
     """The Markdown report: a few-shot table and a detail table per dataset."""
     lines = [f"# vpl bench: suite `{suite.name}`", "",
              f"Commit `{commit}`; {suite.seeds} seed(s); {seconds:.0f} s on "
@@ -278,6 +281,8 @@ def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
              "of K other pairs of the same user. ± is a 95% CI over seeds when there are "
              "several, otherwise over users (over pairs where there are fewer than "
              f"{MIN_USERS_FOR_CI} users).", ""]
+    if embed_model is not None:
+        lines[2] += f" Sentence encoder: `{embed_model}`."
     for name in skipped:
         lines += [f"*{name}: skipped (data not found).*", ""]
     for ds, models in table.items():
@@ -378,12 +383,17 @@ def git_commit() -> str:
 def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None = None,
               models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
               jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print,
+              embed_model: str | None = None) -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
 
     `models` / `datasets`: subsets of the suite's, by name (default: all of them).
     `jobs`: worker processes (0: one per CPU core, each training with one thread).
+    `embed_model`: the sentence encoder of every dataset (default: the bundled MiniLM).
     """
+    from vpl.embed import DEFAULT_MODEL
+
+    embed_model = embed_model or DEFAULT_MODEL
     if isinstance(suite, str):
         if suite not in SUITES:
             raise ValueError(f"unknown bench suite {suite!r}; expected one of {tuple(SUITES)}")
@@ -409,7 +419,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     t0 = time.perf_counter()
     prepared, skipped = [], []
     for spec in suite.datasets:
-        p = prepare(spec, progress=progress, hh_path=hh_path)
+        p = prepare(spec, progress=progress, hh_path=hh_path, embed_model=embed_model)
         if p is None:
             skipped.append(spec.name)
             log(f"{spec.name}: data not found, skipped")
@@ -444,10 +454,11 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     ds_order = [p.name for p in prepared]
     table = {d: table[d] for d in ds_order if d in table}
     seconds = time.perf_counter() - t0
-    report = render_report(suite, table, seconds, commit, skipped)
+    report = render_report(suite, table, seconds, commit, skipped, embed_model)
     # numbers first: a failure while plotting must not lose an hour of training
     atomic_write_text(out / "results.json", json.dumps(
-        {"suite": suite.name, "commit": commit, "seconds": seconds, "table": table,
+        {"suite": suite.name, "commit": commit, "seconds": seconds,
+         "embed_model": embed_model, "table": table,
          "runs": results}, indent=2))
     atomic_write_text(out / "report.md", report)
     for (ds, model), pts in latents.items():

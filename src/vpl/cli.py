@@ -172,7 +172,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from vpl.bench import run_bench
 
     run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
-              datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet)
+              datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet,
+              embed_model=args.embed_model)
     return 0
 
 
@@ -255,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes (default: one per CPU core)")
     b.add_argument("--hh-data", default=None,
                    help="relabeled HH-RLHF directory (default: ../shared/data beside the repo)")
+    b.add_argument("--embed-model", default=None,
+                   help="sentence encoder: a local sentence-transformers directory or the bundled "
+                        "default; append #layers for layer-pooled vectors (default: "
+                        "bundled:all-MiniLM-L6-v2)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
 

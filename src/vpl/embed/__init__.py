@@ -3,6 +3,7 @@
 from vpl.embed.cache import EmbeddingCache, default_cache_path
 from vpl.embed.encoder import (
     DEFAULT_MODEL,
+    LAYERS_SUFFIX,
     SentenceEncoder,
     embed_comparisons,
     split_response,
@@ -10,6 +11,7 @@ from vpl.embed.encoder import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "LAYERS_SUFFIX",
     "EmbeddingCache",
     "SentenceEncoder",
     "default_cache_path",

