@@ -77,3 +77,11 @@ def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "pets-full" in err and "personas-2-tiny" in err
+
+
+def test_on_request_variants_stay_out_of_the_suites():
+    from vpl.bench import ALL_MODELS, MODEL_VARIANTS
+
+    assert MODEL_VARIANTS["vpl-linear"] == ("vpl", {"layers": 1, "latent_dim": 4})
+    assert "vpl-linear" not in ALL_MODELS and "vpl-amortized" not in ALL_MODELS
+    assert all(m in ALL_MODELS for s in SUITES.values() for m in s.models)

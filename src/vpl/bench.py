@@ -47,16 +47,18 @@ MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vpl-amortized": ("vpl", {"inference": "amortized"}),
     "vpl-attention": ("vpl", {"set_encoder": "attention"}),
     "vpl-concat": ("vpl", {"latent_mode": "concat", "context_nll": 0.0}),
+    "vpl-linear": ("vpl", {"layers": 1, "latent_dim": 4}),
     "oracle-type": ("oracle-type", {}),
 }
 """Bench names -> (registry name, options over the model's defaults). `vpl-concat` is the
 paper's formulation (z concatenated to the item, encoder on raw items), kept to show collapse.
 `vpl-amortized` infers z with the encoder alone, as the paper does (`vpl` uses the latent bank);
-`low-rank-map` infers a new user's weights by MAP under a Gaussian prior (`low-rank`: bank)."""
+`low-rank-map` infers a new user's weights by MAP under a Gaussian prior (`low-rank`: bank).
+`vpl-linear`: linear reward features and a 4-d latent, the low-rank model's structure."""
 
-ALL_MODELS = tuple(m for m in MODEL_VARIANTS if m != "vpl-amortized")
-"""Every suite's default models; `vpl-amortized` runs on request (`--models`), which keeps the
-full suite inside its hour."""
+ALL_MODELS = tuple(m for m in MODEL_VARIANTS if m not in ("vpl-amortized", "vpl-linear"))
+"""Every suite's default models; `vpl-amortized` and `vpl-linear` run on request (`--models`),
+which keeps the full suite inside its hour."""
 
 MIN_USERS_FOR_CI = 5
 """With fewer users (relabeled HH-RLHF has two), CIs are binomial over pairs instead."""
