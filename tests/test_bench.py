@@ -66,12 +66,13 @@ def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--suite", "tiny", "--datasets", "personas-2-tiny", "--models", "btl",
                  "--out", str(out), "--jobs", "1", "--quiet",
-                 "--embed-model", "bundled:all-MiniLM-L6-v2#layers"]) == 0
+                 "--embed-model", "bundled:all-MiniLM-L6-v2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results["table"]) == ["personas-2-tiny"]
     assert list(results["table"]["personas-2-tiny"]) == ["btl"]
-    assert results["embed_model"] == "bundled:all-MiniLM-L6-v2#layers"
-    assert "Sentence encoder: `bundled:all-MiniLM-L6-v2#layers`" in (out / "report.md").read_text()
+    assert results["embed_model"] == "bundled:all-MiniLM-L6-v2"
+    assert results["item_dim"] == 768  # the default, which the sentence vectors do not exceed
+    assert "Sentence encoder: `bundled:all-MiniLM-L6-v2`" in (out / "report.md").read_text()
     capsys.readouterr()
     assert main(["bench", "--suite", "tiny", "--datasets", "pets-full",
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
@@ -83,5 +84,6 @@ def test_on_request_variants_stay_out_of_the_suites():
     from vpl.bench import ALL_MODELS, MODEL_VARIANTS
 
     assert MODEL_VARIANTS["vpl-linear"] == ("vpl", {"layers": 1, "latent_dim": 4})
-    assert "vpl-linear" not in ALL_MODELS and "vpl-amortized" not in ALL_MODELS
+    assert MODEL_VARIANTS["vpl-mlp"] == ("vpl", {"layers": 2})
+    assert not {"vpl-linear", "vpl-amortized", "vpl-mlp"} & set(ALL_MODELS)
     assert all(m in ALL_MODELS for s in SUITES.values() for m in s.models)

@@ -30,6 +30,7 @@ from vpl.data.io import FieldMap, atomic_write_text, load_records, records_from_
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import make_split
+from vpl.embed.encoder import DEFAULT_ITEM_DIM
 
 SHARED_HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "relabeled_hh_rlhf"
 """Where the relabeled HH-RLHF data sits in a checkout (`../shared/data` beside the repo)."""
@@ -48,17 +49,22 @@ MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vpl-attention": ("vpl", {"set_encoder": "attention"}),
     "vpl-concat": ("vpl", {"latent_mode": "concat", "context_nll": 0.0}),
     "vpl-linear": ("vpl", {"layers": 1, "latent_dim": 4}),
+    "vpl-mlp": ("vpl", {"layers": 2}),
     "oracle-type": ("oracle-type", {}),
 }
 """Bench names -> (registry name, options over the model's defaults). `vpl-concat` is the
 paper's formulation (z concatenated to the item, encoder on raw items), kept to show collapse.
 `vpl-amortized` infers z with the encoder alone, as the paper does (`vpl` uses the latent bank);
 `low-rank-map` infers a new user's weights by MAP under a Gaussian prior (`low-rank`: bank).
-`vpl-linear`: linear reward features and a 4-d latent, the low-rank model's structure."""
+`vpl-linear`: linear reward features (the default) with a 4-d latent, the low-rank model's
+structure; `vpl-mlp`: reward features with one hidden layer, the default until the encoder
+became layer-pooled vectors."""
 
-ALL_MODELS = tuple(m for m in MODEL_VARIANTS if m not in ("vpl-amortized", "vpl-linear"))
-"""Every suite's default models; `vpl-amortized` and `vpl-linear` run on request (`--models`),
-which keeps the full suite inside its hour."""
+ON_REQUEST = ("vpl-amortized", "vpl-linear", "vpl-mlp")
+"""Variants that run only when `--models` names them."""
+
+ALL_MODELS = tuple(m for m in MODEL_VARIANTS if m not in ON_REQUEST)
+"""Every suite's default models."""
 
 MIN_USERS_FOR_CI = 5
 """With fewer users (relabeled HH-RLHF has two), CIs are binomial over pairs instead."""
@@ -140,10 +146,13 @@ def _with_types(data: PairData) -> PairData:
 
 def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
             hh_path: str | os.PathLike | None = None,
-            embed_model: str | None = None) -> Prepared | None:
+            embed_model: str | None = None,
+            item_dim: int | None = DEFAULT_ITEM_DIM) -> Prepared | None:
     """Generate or load, embed and split one dataset (None: HH files are absent).
-    `embed_model`: the sentence encoder (default: the bundled MiniLM)."""
-    from vpl.embed import DEFAULT_MODEL, embed_comparisons
+    `embed_model`: the sentence encoder (default `vpl.embed.DEFAULT_ENCODER`); item vectors
+    wider than `item_dim` are projected onto that many principal components of the training
+    items (None or 0: never)."""
+    from vpl.embed import DEFAULT_ENCODER, embed_comparisons
     from vpl.pipeline import get_encoder
 
     if spec.kind in ("pets", "personas"):
@@ -167,16 +176,29 @@ def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
         raise ValueError(f"unknown bench dataset kind {spec.kind!r}")
     split = make_split(train_all, test_users=0.0, heldout_pairs=0.1, seed=seed)
     train_rec, val_rec, _ = split.partition(train_all)
-    encoder = get_encoder(embed_model or DEFAULT_MODEL, progress=progress)
+    encoder = get_encoder(embed_model or DEFAULT_ENCODER, progress=progress)
     if spec.kind == "hh":
         every = train_all + test_rec
         data = _with_types(embed_comparisons(every, encoder))
         train, val, test = (_pick(data, every, part) for part in (train_rec, val_rec, held_apart))
-        return Prepared(spec.name, train, val, test, test_pool_is_train=True)
+        return _projected(Prepared(spec.name, train, val, test, test_pool_is_train=True),
+                          item_dim)
     data = embed_comparisons(train_all, encoder)
     train, val = _pick(data, train_all, train_rec), _pick(data, train_all, val_rec)
     test = embed_comparisons(test_rec, encoder)
-    return Prepared(spec.name, train, val, test, test_pool_is_train=False)
+    return _projected(Prepared(spec.name, train, val, test, test_pool_is_train=False), item_dim)
+
+
+def _projected(p: Prepared, item_dim: int | None) -> Prepared:
+    """Items projected on `item_dim` principal components of the training pairs' items, where
+    they are wider (the validation and test items with the training basis)."""
+    if not item_dim or p.train.dim <= item_dim:
+        return p
+    from vpl.embed.projection import fit_for
+
+    proj = fit_for(p.train, item_dim)
+    return Prepared(p.name, proj.apply(p.train), proj.apply(p.val), proj.apply(p.test),
+                    p.test_pool_is_train)
 
 
 def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
@@ -274,7 +296,7 @@ def _fmt(acc: float, ci: float) -> str:
 
 def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
                   seconds: float, commit: str, skipped: Sequence[str],
-                  embed_model: str | None = None) -> str:
+                  embed_model: str | None = None, item_dim: int | None = None) -> str:
     """The Markdown report: a few-shot table and a detail table per dataset."""
     lines = [f"# vpl bench: suite `{suite.name}`", "",
              f"Commit `{commit}`; {suite.seeds} seed(s); {seconds:.0f} s on "
@@ -284,7 +306,9 @@ def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
              "several, otherwise over users (over pairs where there are fewer than "
              f"{MIN_USERS_FOR_CI} users).", ""]
     if embed_model is not None:
-        lines[2] += f" Sentence encoder: `{embed_model}`."
+        lines[2] += f" Sentence encoder: `{embed_model}`"
+        lines[2] += (f", item vectors wider than {item_dim} projected to {item_dim} principal "
+                     "components of the training items." if item_dim else ".")
     for name in skipped:
         lines += [f"*{name}: skipped (data not found).*", ""]
     for ds, models in table.items():
@@ -386,16 +410,18 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
               models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
               jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
               log: Callable[[str], None] = print,
-              embed_model: str | None = None) -> dict[str, Any]:
+              embed_model: str | None = None,
+              item_dim: int | None = DEFAULT_ITEM_DIM) -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
 
     `models` / `datasets`: subsets of the suite's, by name (default: all of them).
     `jobs`: worker processes (0: one per CPU core, each training with one thread).
-    `embed_model`: the sentence encoder of every dataset (default: the bundled MiniLM).
+    `embed_model`: the sentence encoder of every dataset (default `vpl.embed.DEFAULT_ENCODER`);
+    `item_dim`: item vectors wider than this are projected to as many principal components.
     """
-    from vpl.embed import DEFAULT_MODEL
+    from vpl.embed import DEFAULT_ENCODER
 
-    embed_model = embed_model or DEFAULT_MODEL
+    embed_model = embed_model or DEFAULT_ENCODER
     if isinstance(suite, str):
         if suite not in SUITES:
             raise ValueError(f"unknown bench suite {suite!r}; expected one of {tuple(SUITES)}")
@@ -421,7 +447,8 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     t0 = time.perf_counter()
     prepared, skipped = [], []
     for spec in suite.datasets:
-        p = prepare(spec, progress=progress, hh_path=hh_path, embed_model=embed_model)
+        p = prepare(spec, progress=progress, hh_path=hh_path, embed_model=embed_model,
+                    item_dim=item_dim)
         if p is None:
             skipped.append(spec.name)
             log(f"{spec.name}: data not found, skipped")
@@ -456,11 +483,11 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     ds_order = [p.name for p in prepared]
     table = {d: table[d] for d in ds_order if d in table}
     seconds = time.perf_counter() - t0
-    report = render_report(suite, table, seconds, commit, skipped, embed_model)
+    report = render_report(suite, table, seconds, commit, skipped, embed_model, item_dim)
     # numbers first: a failure while plotting must not lose an hour of training
     atomic_write_text(out / "results.json", json.dumps(
         {"suite": suite.name, "commit": commit, "seconds": seconds,
-         "embed_model": embed_model, "table": table,
+         "embed_model": embed_model, "item_dim": item_dim, "table": table,
          "runs": results}, indent=2))
     atomic_write_text(out / "report.md", report)
     for (ds, model), pts in latents.items():

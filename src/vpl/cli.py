@@ -32,6 +32,14 @@ def _add_fields(p: argparse.ArgumentParser) -> None:
                    help="abort at the first bad row (default) or skip and count bad rows")
 
 
+def _add_item_dim(p: argparse.ArgumentParser) -> None:
+    from vpl.embed import DEFAULT_ITEM_DIM
+
+    p.add_argument("--item-dim", type=int, default=DEFAULT_ITEM_DIM,
+                   help="project item vectors wider than this onto as many principal components "
+                        f"of the training items; 0: never (default: {DEFAULT_ITEM_DIM})")
+
+
 def _fields(args: argparse.Namespace) -> FieldMap:
     return FieldMap(user=args.user_field, prompt=args.prompt_field or None,
                     chosen=args.chosen_field, rejected=args.rejected_field)
@@ -119,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   model_options=parse_model_options(args.option), fields=_fields(args),
                   test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                   on_error=args.on_error, embed_model=args.embed_model,
-                  progress=not args.quiet)
+                  item_dim=args.item_dim, progress=not args.quiet)
     print(f"{args.model}: K={m['context_size']}  seen-users held-out accuracy "
           f"{_fmt(m.get('accuracy_seen_users'))}  unseen-users accuracy "
           f"{_fmt(m.get('accuracy_unseen_users'))}  ({m['train_seconds']:.1f}s training)")
@@ -173,7 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
               datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet,
-              embed_model=args.embed_model)
+              embed_model=args.embed_model, item_dim=args.item_dim)
     return 0
 
 
@@ -221,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--heldout-pairs", type=float, default=0.2,
                    help="fraction of each seen user's pairs held out")
     t.add_argument("--embed-model", default=None,
-                   help="sentence-transformers model path or name (default: bundled MiniLM)")
+                   help="sentence-transformers model path or name; append #layers for "
+                        "layer-pooled vectors (default: bundled:all-MiniLM-L6-v2#layers)")
+    _add_item_dim(t)
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --option latent_dim=8 (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -259,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--embed-model", default=None,
                    help="sentence encoder: a local sentence-transformers directory or the bundled "
                         "default; append #layers for layer-pooled vectors (default: "
-                        "bundled:all-MiniLM-L6-v2)")
+                        "bundled:all-MiniLM-L6-v2#layers)")
+    _add_item_dim(b)
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
 
@@ -279,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "embed_model", "unset") is None:
-        from vpl.embed import DEFAULT_MODEL
+        from vpl.embed import DEFAULT_ENCODER
 
-        args.embed_model = DEFAULT_MODEL
+        args.embed_model = DEFAULT_ENCODER
     try:
         return int(args.func(args) or 0)
     except (DataError, FileNotFoundError, ValueError) as exc:

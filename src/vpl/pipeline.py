@@ -2,7 +2,8 @@
 
 A run directory holds everything needed to reload and re-evaluate a model:
 `model.safetensors` + `model.json` (weights and config), `run.json` (data, field names,
-encoder, training config), `split.json` (unseen users and held-out pairs) and `metrics.json`.
+encoder, training config), `split.json` (unseen users and held-out pairs), `metrics.json` and,
+where the item vectors were projected (`item_dim`), `projection.safetensors`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from vpl.data.io import FieldMap, atomic_write_text, load_records
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import Split, make_split
-from vpl.embed import DEFAULT_MODEL, SentenceEncoder, embed_comparisons
+from vpl.embed import (
+    DEFAULT_ENCODER,
+    DEFAULT_ITEM_DIM,
+    SentenceEncoder,
+    embed_comparisons,
+)
+from vpl.embed.projection import PROJECTION, Projection, fit_for
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
 from vpl.models import RewardModel, build_for
 from vpl.train import TrainConfig, TrainResult, fit, seed_everything
@@ -37,7 +44,7 @@ FEW_SHOT_K = (0, 1, 2, 4, 8, 16)
 _ENCODERS: dict[str, SentenceEncoder] = {}
 
 
-def get_encoder(model: str = DEFAULT_MODEL, *, progress: bool = True) -> SentenceEncoder:
+def get_encoder(model: str = DEFAULT_ENCODER, *, progress: bool = True) -> SentenceEncoder:
     """A shared, lazily loaded sentence encoder per model name (with the disk cache)."""
     if model not in _ENCODERS:
         _ENCODERS[model] = SentenceEncoder(model, progress=progress)
@@ -56,13 +63,19 @@ def load_pairs(path: str | os.PathLike | Sequence[str | os.PathLike],
                run_dir: str | os.PathLike | None = None, *, fields: FieldMap | None = None,
                on_error: str = "abort", embed_model: str | None = None,
                progress: bool = True) -> PairData:
-    """Load comparisons from files and embed them (with the run's encoder if `run_dir` given)."""
+    """Load comparisons from files and embed them; with `run_dir`, with the run's encoder and
+    item projection, so the vectors are the ones its model was trained on."""
     run = read_run(run_dir) if run_dir is not None else {}
     if fields is None and "fields" in run:
         fields = FieldMap(**run["fields"])
     records, _ = load_records(path, fields, on_error=on_error)
-    encoder = get_encoder(embed_model or run.get("embed_model", DEFAULT_MODEL), progress=progress)
-    return embed_comparisons(records, encoder)
+    # runs from before the default encoder changed record theirs, so `run.get` finds it
+    encoder = get_encoder(embed_model or run.get("embed_model", DEFAULT_ENCODER),
+                          progress=progress)
+    data = embed_comparisons(records, encoder)
+    if run_dir is not None and (Path(run_dir) / PROJECTION).exists():
+        data = Projection.load(Path(run_dir) / PROJECTION).apply(data)
+    return data
 
 
 def _pick(records: list[Comparison], keep: set[str]) -> np.ndarray:
@@ -102,8 +115,12 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
               out: str | os.PathLike, *, train_config: TrainConfig | None = None,
               model_options: dict[str, Any] | None = None, fields: FieldMap | None = None,
               test_users: float = 0.2, heldout_pairs: float = 0.2, on_error: str = "abort",
-              embed_model: str = DEFAULT_MODEL, progress: bool = True) -> dict[str, Any]:
+              embed_model: str = DEFAULT_ENCODER, item_dim: int | None = DEFAULT_ITEM_DIM,
+              progress: bool = True) -> dict[str, Any]:
     """Train one model on a data file and write a complete run directory; returns metrics.
+
+    Item vectors wider than `item_dim` are projected onto that many principal components of
+    the training pairs' items (`vpl.embed.projection`; None or 0: never), saved with the run.
 
     Files are written to a temporary directory and moved into place only when the run
     succeeded, so a failed run leaves an earlier run at `out` intact.
@@ -118,6 +135,11 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     split = make_split(records, test_users=test_users, heldout_pairs=heldout_pairs,
                        seed=cfg.seed)
     train, val, test = split_pairs(records, pairs, split)
+    projection = None
+    if item_dim and pairs.dim > item_dim:
+        projection = fit_for(train, item_dim)
+        pairs = projection.apply(pairs)
+        train, val, test = split_pairs(records, pairs, split)
     t_embed = time.perf_counter() - t0
     seed_everything(cfg.seed)
     model = build_for(model_name, train, **(model_options or {}))
@@ -156,11 +178,14 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         save_model(model, tmp)
+        if projection is not None:
+            projection.save(tmp / PROJECTION)
         split.save(tmp / "split.json")
         run = {
             "data": [str(Path(p).resolve()) for p in paths],
             "fields": dataclasses.asdict(fields),
             "embed_model": embed_model,
+            "item_dim": projection.out_dim if projection is not None else None,
             "model": model_name,
             "model_options": model_options or {},
             "train_config": dataclasses.asdict(cfg),

@@ -49,6 +49,9 @@ class RewardConfig:
     """Learning rate."""
     hidden: int = 128
     """Hidden width of the reward MLPs."""
+    layers: int = 2
+    """Hidden layers of the reward MLPs (and of VPL's reward features and pair encoder). The
+    maze's state features need a nonlinear reward, whatever the text default of VPL is."""
     latent_dim: int = 8
     """VPL latent size."""
     beta: float = 0.01
@@ -100,7 +103,7 @@ def train_reward_model(reward: str, data: MazeData, cfg: RewardConfig,
                        *, progress: bool = False) -> tuple[RewardModel, TrainResult]:
     """Train the model behind `reward` on the train users, early-stopped on the val users."""
     name = model_name(reward)
-    overrides: dict[str, object] = {"hidden": cfg.hidden}
+    overrides: dict[str, object] = {"hidden": cfg.hidden, "layers": cfg.layers}
     if name == "vpl":
         if cfg.vpl_variant not in VPL_VARIANTS:
             raise ValueError(f"unknown vpl_variant {cfg.vpl_variant!r}; choose from "

@@ -33,6 +33,16 @@ attributes such as length, formality or caution survive better in the lower laye
 probe on Personas (4 attributes, responses to unseen questions, exploratory): 0.981 mean
 accuracy with `layers`, 0.878 with the sentence embedding (detail 0.962 vs 0.762)."""
 
+DEFAULT_ENCODER = DEFAULT_MODEL + LAYERS_SUFFIX
+"""The encoder that `vpl train`, `vpl bench` and the pipeline use unless told otherwise:
+layer-pooled vectors of the bundled MiniLM, whose items are then projected to
+`DEFAULT_ITEM_DIM` principal components (`vpl.embed.projection`)."""
+
+DEFAULT_ITEM_DIM = 768
+"""Item vectors wider than this are projected onto this many principal components of the
+training items before any model sees them (the sentence embedding's items, 2 x 384, are left
+as they are)."""
+
 _ROLE_MARKERS = ("\n\nAssistant:", "\n\nassistant:", "Assistant:")
 
 

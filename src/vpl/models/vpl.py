@@ -50,8 +50,14 @@ class VPLConfig:
     """Size of the user latent z."""
     hidden: int = 256
     """Width of the reward MLP and the pair encoder."""
-    layers: int = 2
-    """Hidden layers of the reward MLP and the pair encoder."""
+    layers: int = 1
+    """Hidden layers of the reward MLP and the pair encoder. In `head` mode the reward features
+    phi(x) have `layers - 1` hidden layers, so 1 (default) makes them linear in the item
+    vector: every user's reward is then linear in x, along a direction that z sets, as in the
+    low-rank model. On layer-pooled MiniLM vectors projected to 768 dims (the default
+    encoder), seed 0, K=8, exploratory: Personas continuous 0.881 with 1 against 0.845 with 2
+    (the nonlinear features fit the training questions and lose on new ones), 4 types 0.976
+    against 0.982. The maze sets 2 (`vpl.control.rewards.RewardConfig.layers`)."""
     set_encoder: str = "mean"
     """How a user's comparisons are pooled: `attention` (seeded self-attention) or `mean`."""
     heads: int = 4
