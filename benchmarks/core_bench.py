@@ -4,7 +4,8 @@
   (unseen users and unseen sentences, K=8 context pairs of the same user).
 - Relabeled HH-RLHF (../shared/data, skipped when absent): BTL and VPL, two users
   (objectives), held-out pairs, accuracy for K in {0, 4, 8, 16}.
-- Speed: VPL training pairs/s at K=8; embedding sentences/s cold vs cached.
+- Speed: VPL training pairs/s at K=8; embedding sentences/s cold vs cached, with the default
+  encoder (`vpl.embed.DEFAULT_ENCODER`).
 
 Usage: python benchmarks/core_bench.py [--out benchmarks/results/core.md] [--skip-hh]
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from vpl.checkpoint import load_model
 from vpl.data.io import write_jsonl
 from vpl.data.pets import generate_pets
-from vpl.embed import EmbeddingCache, SentenceEncoder
+from vpl.embed import DEFAULT_ENCODER, EmbeddingCache, SentenceEncoder
 from vpl.evaluate import evaluate_pairs
 from vpl.pipeline import load_pairs, train_run
 
@@ -78,7 +79,7 @@ def speed_table(work: Path) -> list[str]:
     m = train_run(work / "speed.jsonl", "vpl", work / "speed-vpl", progress=False)
     texts = sorted({r["chosen"] for r in train} | {r["rejected"] for r in train})
     cache = EmbeddingCache(work / "speed-cache.sqlite")
-    enc = SentenceEncoder(cache=cache, progress=False)
+    enc = SentenceEncoder(DEFAULT_ENCODER, cache=cache, progress=False)
     enc.encode(["warm up the model"])
     t = time.perf_counter()
     enc.encode(texts)
@@ -103,7 +104,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        parts = [f"Measured on commit `{commit()}`, 2 CPU cores.", "", *pets_table(work), ""]
+        parts = [f"Measured on commit `{commit()}`, 2 CPU cores, default encoder "
+                 f"`{DEFAULT_ENCODER}` (items projected as `vpl train` does).", "",
+                 *pets_table(work), ""]
         if HH.exists() and not args.skip_hh:
             parts += ["Relabeled HH-RLHF (two objectives as users, held-out pairs):", "",
                       *hh_table(work), ""]
