@@ -31,6 +31,7 @@ from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import make_split
 from vpl.embed.encoder import DEFAULT_ITEM_DIM
+from vpl.embed.projection import fit_if_wider
 
 SHARED_HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "relabeled_hh_rlhf"
 """Where the relabeled HH-RLHF data sits in a checkout (`../shared/data` beside the repo)."""
@@ -177,28 +178,23 @@ def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
     split = make_split(train_all, test_users=0.0, heldout_pairs=0.1, seed=seed)
     train_rec, val_rec, _ = split.partition(train_all)
     encoder = get_encoder(embed_model or DEFAULT_ENCODER, progress=progress)
+    # item vectors wider than item_dim: every item array is projected once, with the basis of
+    # the training pairs' items, and the splits are picked again from the projected arrays
     if spec.kind == "hh":
         every = train_all + test_rec
         data = _with_types(embed_comparisons(every, encoder))
+        proj = fit_if_wider(_pick(data, every, train_rec), item_dim)
+        if proj is not None:
+            data = proj.apply(data)
         train, val, test = (_pick(data, every, part) for part in (train_rec, val_rec, held_apart))
-        return _projected(Prepared(spec.name, train, val, test, test_pool_is_train=True),
-                          item_dim)
+        return Prepared(spec.name, train, val, test, test_pool_is_train=True)
     data = embed_comparisons(train_all, encoder)
-    train, val = _pick(data, train_all, train_rec), _pick(data, train_all, val_rec)
     test = embed_comparisons(test_rec, encoder)
-    return _projected(Prepared(spec.name, train, val, test, test_pool_is_train=False), item_dim)
-
-
-def _projected(p: Prepared, item_dim: int | None) -> Prepared:
-    """Items projected on `item_dim` principal components of the training pairs' items, where
-    they are wider (the validation and test items with the training basis)."""
-    if not item_dim or p.train.dim <= item_dim:
-        return p
-    from vpl.embed.projection import fit_for
-
-    proj = fit_for(p.train, item_dim)
-    return Prepared(p.name, proj.apply(p.train), proj.apply(p.val), proj.apply(p.test),
-                    p.test_pool_is_train)
+    proj = fit_if_wider(_pick(data, train_all, train_rec), item_dim)
+    if proj is not None:
+        data, test = proj.apply(data), proj.apply(test)
+    train, val = _pick(data, train_all, train_rec), _pick(data, train_all, val_rec)
+    return Prepared(spec.name, train, val, test, test_pool_is_train=False)
 
 
 def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],

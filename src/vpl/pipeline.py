@@ -32,7 +32,7 @@ from vpl.embed import (
     SentenceEncoder,
     embed_comparisons,
 )
-from vpl.embed.projection import PROJECTION, Projection, fit_for
+from vpl.embed.projection import PROJECTION, Projection, fit_if_wider
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
 from vpl.models import RewardModel, build_for
 from vpl.train import TrainConfig, TrainResult, fit, seed_everything
@@ -135,9 +135,8 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     split = make_split(records, test_users=test_users, heldout_pairs=heldout_pairs,
                        seed=cfg.seed)
     train, val, test = split_pairs(records, pairs, split)
-    projection = None
-    if item_dim and pairs.dim > item_dim:
-        projection = fit_for(train, item_dim)
+    projection = fit_if_wider(train, item_dim)
+    if projection is not None:
         pairs = projection.apply(pairs)
         train, val, test = split_pairs(records, pairs, split)
     t_embed = time.perf_counter() - t0
