@@ -157,6 +157,28 @@ def test_context_likelihood_adds_the_context_pairs_nll():
     assert nll_with - nll_without == pytest.approx(ctx_nll, abs=1e-2)
 
 
+@pytest.mark.parametrize("opts", VPL_VARIANTS)
+def test_vpl_loss_matches_the_elbo_through_encode_and_reward(opts):
+    # the loss shares one feature pass between encoder and rewards in head mode; it must equal
+    # the ELBO written with the public encode / reward, under the same posterior sample
+    b = _batch()
+    model = build("vpl", 12, latent_dim=4, hidden=16, beta=0.5, **opts)
+    torch.manual_seed(3)
+    out = model.loss(b, kl_weight=0.7)
+    torch.manual_seed(3)
+    post = model.encode(b.ctx_chosen, b.ctx_rejected, b.ctx_mask)
+    z = post.mean + torch.randn_like(post.mean) * (0.5 * post.logvar).exp()
+    logits = model.reward(b.chosen, z) - model.reward(b.rejected, z)
+    ctx = model.reward(b.ctx_chosen, z) - model.reward(b.ctx_rejected, z)
+    nll = (torch.nn.functional.softplus(-logits).mean()
+           + torch.nn.functional.softplus(-ctx)[b.ctx_mask].mean())
+    kl = 0.5 * (post.mean.pow(2) + post.logvar.exp() - 1 - post.logvar).sum(-1).mean()
+    assert out.metrics["nll"] == pytest.approx(nll.item(), rel=1e-5)
+    assert out.metrics["kl"] == pytest.approx(kl.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx((nll + 0.5 * 0.7 * kl).item(), rel=1e-5)
+    torch.testing.assert_close(out.logits, logits, rtol=1e-5, atol=1e-6)
+
+
 def test_vpl_personalizes_where_btl_cannot(linear_users):
     """Two user types with different linear utilities: only a context-aware model separates them."""
     train, test = linear_users
@@ -195,3 +217,21 @@ def test_batch_builder_pads_with_zeros(linear_users):
     assert b.target_mask.tolist() == [[True, True], [True, False]]
     assert float(b.ctx_chosen[0, 1:].abs().sum()) == 0.0
     assert torch.equal(b.chosen[0, 0], torch.from_numpy(train.items[train.chosen[0]]))
+
+
+@pytest.mark.parametrize(("name", "patience", "epochs_run"),
+                         [("btl", None, 11), ("vpl", None, 21), ("vpl", 3, 4)])
+def test_early_stopping_patience_defaults_by_whether_the_model_reads_a_context(
+        linear_users, monkeypatch, name, patience, epochs_run):
+    import types
+
+    import vpl.evaluate
+
+    # validation accuracy that never improves after the first epoch
+    monkeypatch.setattr(vpl.evaluate, "evaluate_pairs",
+                        lambda *a, **k: types.SimpleNamespace(accuracy=0.5))
+    train, _ = linear_users
+    small = train.subset(np.flatnonzero(train.user < 10))
+    model = build(name, small.dim, **({"hidden": 16, "refine_epochs": 0} if name == "vpl" else {}))
+    res = fit(model, small, small, TrainConfig(epochs=40, patience=patience), progress=False)
+    assert res.best_epoch == 0 and len(res.history) == epochs_run

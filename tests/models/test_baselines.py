@@ -324,6 +324,21 @@ def test_low_rank_map_weights_reach_the_optimum():
     assert torch.allclose(hess[0], h0, atol=1e-10)
 
 
+def test_map_weights_with_an_offset_zeroes_the_offset_objective_gradient():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    off = torch.randn(9, generator=g, dtype=torch.float64)
+    owner = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1, 1])
+    mean, prec = torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    w, _ = map_weights(x, owner, 2, mean, prec, steps=15, offset=off)
+    for u in range(2):
+        xs, os_ = x[owner == u], off[owner == u]
+        grad = -(torch.sigmoid(-(os_ + xs @ w[u])).unsqueeze(-1) * xs).sum(0) + w[u]
+        assert grad.abs().max() < 1e-9
+    plain, _ = map_weights(x, owner, 2, mean, prec, steps=15)
+    assert not torch.allclose(plain, w, atol=1e-3)  # the offset does change the optimum
+
+
 def test_low_rank_e_step_prior_and_empty_context():
     seed_everything(0)
     model = build("low-rank", D, rank=3, inference="map").eval()

@@ -136,7 +136,8 @@ def test_user_latents_are_the_bank_posterior_given_all_pairs(linear_users):
 
 def test_refine_retrains_the_decoder_under_the_users_latents(linear_users):
     train, _ = linear_users
-    model = build("vpl", train.dim, latent_dim=4, hidden=32, bank_size=64, refine_epochs=0)
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, bank_size=64, refine_epochs=0,
+                  refine_latents="bank")
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     users, z = model.user_latents(train)
@@ -160,6 +161,57 @@ def test_refine_retrains_the_decoder_under_the_users_latents(linear_users):
     assert nll(model) < nll_before  # the M-step fits the pairs under the E-step latents
     keep = model._bank_rows(len(users), 0)
     assert model.latent_bank.shape == (64, 4) and torch.equal(model.latent_bank, z[keep])
+
+
+def test_map_latents_zero_each_users_objective_gradient(linear_users):
+    train, _ = linear_users
+    data = train.subset(np.flatnonzero(train.user < 5))
+    torch.manual_seed(0)
+    model = build("vpl", data.dim, latent_dim=3, hidden=16)
+    users, z = model.map_latents(data, chunk=9)
+    assert np.array_equal(users, np.arange(5)) and z.shape == (5, 3)
+    items = torch.from_numpy(data.items)
+    for u in users:
+        idx = np.flatnonzero(data.user == u)
+        zu = z[u].clone().requires_grad_(True)
+        lg = (model.reward(items[data.chosen[idx]].unsqueeze(0), zu.unsqueeze(0))
+              - model.reward(items[data.rejected[idx]].unsqueeze(0), zu.unsqueeze(0)))
+        obj = torch.nn.functional.softplus(-lg).sum() + 0.5 * zu.pow(2).sum()
+        (grad,) = torch.autograd.grad(obj, zu)
+        assert grad.abs().max() < 1e-3 * max(1.0, float(zu.detach().abs().max()))
+
+
+def test_refine_with_map_latents_recovers_a_collapsed_encoder(linear_users):
+    """An encoder that outputs one latent for everyone (the collapse of relabeled HH): the bank
+    E-step can only hand every user that latent; the MAP E-step fits each user's own."""
+    train, test = linear_users
+    acc = {}
+    for estep in ("bank", "map"):
+        torch.manual_seed(0)
+        model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0,
+                      refine_latents=estep)
+        fit(model, train, None, TrainConfig(epochs=3, seed=0), progress=False)
+        with torch.no_grad():
+            model.to_posterior.weight.zero_()  # q(z | context) no longer depends on the context
+        model.fill_bank(train, context_size=8)
+        assert float(model.latent_bank.std(0).max()) < 1e-6
+        model.refine(train, epochs=4, seed=0)
+        model.eval()
+        acc[estep] = evaluate_pairs(model, test, None, context_size=8, seed=0).accuracy
+        if estep == "map":
+            assert float(model.latent_bank.std(0).max()) > 0.1
+    assert acc["bank"] < 0.75
+    assert acc["map"] > acc["bank"] + 0.15
+
+
+def test_refine_latents_are_validated():
+    with pytest.raises(ValueError, match="refine_latents"):
+        build("vpl", 8, refine_latents="mean")
+    with pytest.raises(ValueError, match="needs latent_mode='head'"):
+        build("vpl", 8, refine_latents="map", latent_mode="concat")
+    assert build("vpl", 8).refine_latents == "map"
+    assert build("vpl", 8, label_noise=0.05).refine_latents == "bank"
+    assert build("vpl", 8, latent_mode="concat").refine_latents == "bank"
 
 
 def test_fit_refines_only_with_bank_inference(linear_users):

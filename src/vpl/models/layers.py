@@ -65,9 +65,12 @@ class SetEncoder(nn.Module):
             pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
             return self.ff(pooled)
         b = h.shape[0]
-        x = torch.cat([self.seed.expand(b, -1, -1), h], dim=1)  # (B, 1+K, H)
+        seed = self.seed.expand(b, -1, -1)  # (B, 1, H)
+        x = torch.cat([seed, h], dim=1)  # (B, 1+K, H)
         keep = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # (B, 1+K)
-        att, _ = self.attn(x, x, x, key_padding_mask=~keep, need_weights=False)
-        x = self.norm1(x + att)
-        x = self.norm2(x + self.ff(x))
-        return x[:, 0]
+        # the block's output at the seed position: only the seed's query is needed (the other
+        # positions' outputs of the self-attention block are never read)
+        att, _ = self.attn(seed, x, x, key_padding_mask=~keep, need_weights=False)
+        y = self.norm1(seed + att)
+        y = self.norm2(y + self.ff(y))
+        return y[:, 0]

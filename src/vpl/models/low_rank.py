@@ -46,12 +46,14 @@ from vpl.models.layers import mlp
 
 
 def map_weights(g: torch.Tensor, owner: torch.Tensor, groups: int, prior_mean: torch.Tensor,
-                prior_prec: torch.Tensor, *, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+                prior_prec: torch.Tensor, *, steps: int, offset: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """MAP weights of `groups` users from their pairs' basis differences, by Newton's method.
 
     g: (P, B) basis-reward differences v(chosen) - v(rejected) of each pair; owner: (P,) the
-    group (0..groups-1) each pair belongs to; prior N(prior_mean (B,), prior_prec^-1 (B, B)).
-    Minimizes sum_{k of u} -log sigmoid(w_u . g_k) + (1/2)(w_u - m)^T P (w_u - m) for every
+    group (0..groups-1) each pair belongs to; prior N(prior_mean (B,), prior_prec^-1 (B, B));
+    offset: (P,) a fixed part o_k of each pair's logit (default 0).
+    Minimizes sum_{k of u} -log sigmoid(o_k + w_u . g_k) + (1/2)(w_u - m)^T P (w_u - m) for every
     group at once, from w = m. Pairs are accumulated with index_add, so groups of very
     different sizes cost no padding. Returns (weights (groups, B), Hessians (groups, B, B)) at
     the last iterate; differentiable in g.
@@ -62,6 +64,8 @@ def map_weights(g: torch.Tensor, owner: torch.Tensor, groups: int, prior_mean: t
     hess = prior_prec.expand(groups, b, b)
     for step in range(steps + 1):
         t = (w[owner] * g).sum(-1)  # (P,) margins
+        if offset is not None:
+            t = t + offset
         grad = torch.zeros_like(w).index_add(0, owner, -torch.sigmoid(-t).unsqueeze(-1) * g)
         grad = grad + (w - prior_mean) @ prior_prec
         curv = (torch.sigmoid(t) * torch.sigmoid(-t)).view(-1, 1, 1) * outer

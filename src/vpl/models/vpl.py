@@ -14,9 +14,9 @@ summarized as mean sum_m w_m z_m and the weighted variance. Nothing is trained p
 decoder itself scores the context (the encoder's amortization error drops out, at the price of
 a posterior confined to the bank's latents), and the posterior may be multimodal
 (`bank_weights` exposes it), which is what choosing informative queries needs.
-With bank inference, training ends with one EM step (`refine`): every training user's latent
-becomes their bank posterior mean given all of their pairs, the decoder is retrained for a few
-epochs under those latents, and they replace the bank.
+With bank inference, training ends with a few EM steps (`refine`): every training user's
+latent is fitted to all of their pairs (their MAP latent under the prior, or their bank
+posterior mean), the decoder is retrained under those latents, and they replace the bank.
 
 Reference: Poddar et al. (2024), "Personalizing Reinforcement Learning from Human Feedback
 with Variational Preference Learning", NeurIPS.
@@ -109,18 +109,32 @@ class VPLConfig:
     bank_size: int = 2048
     """Most latents kept in the latent bank (one per training user by default)."""
     refine_epochs: int = 5
-    """With bank inference, after training: epochs of decoder refinement, one EM step over the
-    training users (see `refine`). The decoder was trained under latents the encoder inferred
-    from small random contexts (0-8 pairs, some of them misidentified); refinement retrains it
-    under each user's bank posterior given *all* of the user's pairs, and those latents become
-    the bank. The training loop's validation set guards it: the epoch with the best validation
+    """With bank inference, after training: epochs of decoder refinement, EM over the training
+    users (see `refine` and `refine_latents`). The decoder was trained under latents the
+    encoder inferred from small random contexts (0-8 pairs, some of them misidentified);
+    refinement retrains it under each user's latent fitted to *all* of the user's pairs, and
+    those latents become the bank. The training loop's validation set guards it: the epoch with the best validation
     accuracy is kept, or none. `vpl bench --suite full`, K=8, 3 seeds, without (commit f98b03f)
     -> 5 unguarded epochs (41e042f) -> guarded (ccb403c): Personas 4 types 0.869 -> 0.883 ->
     0.882, 2 types 0.873 -> 0.886 -> 0.878, continuous 0.776 -> 0.784 -> 0.782, Pets full
     0.955 -> 0.964 -> 0.963, relabeled HH 0.536 -> 0.524 -> 0.533 (NLL on 4 types 0.478 ->
-    0.544 -> 0.538: sharper, less calibrated). 0 turns it off."""
+    0.544 -> 0.538: sharper, less calibrated); these used the `bank` E-step. 0 turns it off."""
     refine_lr: float = 3e-4
     """Adam learning rate of the decoder refinement."""
+    refine_latents: str = "auto"
+    """The E-step of refinement: how each training user's latent is set from all of their
+    pairs. `bank`: their bank posterior mean (the bank's encoder latents reweighted by the
+    likelihood), once, before the first epoch. `map`: the MAP latent under the prior N(0, I),
+    refitted before every epoch (EM); in `head` mode the logit is linear in z, so this is a
+    Z-dimensional logistic regression per user, solved by Newton's method. `map` does not rely
+    on the encoder, so it recovers where the encoder's latent collapsed. Relabeled HH (two
+    users, weak pair signal), K=8, seeds 0-2, exploratory (working tree on commit a97b93e):
+    `bank` 0.536 / 0.556 / 0.524 with 1 / 4 / 0 active units (seed 2 fully collapsed), `map`
+    0.600 / 0.556 / 0.587 with 15 / 4 / 13 (seed 1: refinement rejected by validation, as
+    with `bank`); Personas 4 types seed 0 unchanged (0.976).
+    `auto`: `map` in `head` mode without `label_noise`, `bank` otherwise."""
+    refine_steps: int = 8
+    """Newton steps of each MAP latent fit (`refine_latents` `map`)."""
 
 
 @register("vpl")
@@ -141,6 +155,10 @@ class VPL(RewardModel):
             raise ValueError("pair_input='features' needs latent_mode='head'")
         if c.inference not in ("auto", "amortized", "bank"):
             raise ValueError(f"unknown inference {c.inference!r} (auto, amortized, bank)")
+        if c.refine_latents not in ("auto", "bank", "map"):
+            raise ValueError(f"unknown refine_latents {c.refine_latents!r} (auto, bank, map)")
+        if c.refine_latents == "map" and (c.latent_mode != "head" or c.label_noise > 0):
+            raise ValueError("refine_latents='map' needs latent_mode='head' and no label_noise")
         if not 0.0 <= c.label_noise < 0.5:
             raise ValueError(f"label_noise must be in [0, 0.5), got {c.label_noise}")
         self.latent_dim = c.latent_dim
@@ -245,43 +263,85 @@ class VPL(RewardModel):
         w = torch.softmax(ll[torch.from_numpy(users).to(dev)], dim=-1)  # (U, M)
         return users, w @ self.latent_bank
 
+    @property
+    def refine_latents(self) -> str:
+        """The refinement E-step in effect, `map` or `bank` (`auto` resolved)."""
+        if self.config.refine_latents != "auto":
+            return self.config.refine_latents
+        c = self.config
+        return "map" if c.latent_mode == "head" and c.label_noise == 0 else "bank"
+
+    @torch.no_grad()
+    def map_latents(self, data: PairData, chunk: int = 4096) -> tuple[np.ndarray, torch.Tensor]:
+        """The MAP latent of every user of `data` given all of their pairs, under N(0, I):
+        (user indices (U,), latents (U, Z)). In `head` mode a pair's logit is
+        d . w + (W^T d) . z with d = phi(c) - phi(r), w = `head_base`, W = `head_from_z`."""
+        if self.config.latent_mode != "head":
+            raise ValueError("MAP latents need latent_mode='head'")
+        from vpl.models.low_rank import map_weights
+
+        dev = self.head_base.device
+        was = self.training
+        self.eval()
+        d = torch.cat([self.features(torch.from_numpy(data.items[data.chosen[s : s + chunk]])
+                                     .to(dev))
+                       - self.features(torch.from_numpy(data.items[data.rejected[s : s + chunk]])
+                                       .to(dev))
+                       for s in range(0, len(data), chunk)])  # (P, H)
+        self.train(was)
+        users, owner = np.unique(data.user, return_inverse=True)
+        z_dim = self.latent_dim
+        z, _ = map_weights(d @ self.head_from_z.weight, torch.from_numpy(owner).to(dev),
+                           len(users), torch.zeros(z_dim, device=dev),
+                           torch.eye(z_dim, device=dev), steps=self.config.refine_steps,
+                           offset=d @ self.head_base)
+        return users, z
+
     def refine(self, data: PairData, epochs: int, seed: int = 0, batch_size: int = 512,
                validate: Callable[[], float] | None = None) -> dict[str, float]:
-        """One EM step of the decoder over the users of `data`, with the latent bank as prior.
+        """EM of the decoder over the users of `data`, the encoder left as it is.
 
-        E: each user's latent is their bank posterior mean given all of their pairs
-        (`user_latents`). M: `epochs` of Adam on the Bradley-Terry NLL (with `label_noise`) of
-        every pair under its user's latent, training the reward features and head (the encoder is left as it is).
-        The bank then holds these latents (a random `bank_size` of them with more users), so a
-        new user is scored against the latents the decoder was refined under.
+        E: each user's latent is set from all of their pairs (`refine_latents`): their bank
+        posterior mean (`user_latents`), once, or their MAP latent (`map_latents`), refitted
+        before every epoch. M: an epoch of Adam on the Bradley-Terry NLL (with `label_noise`)
+        of every pair under its user's latent, training the reward features and head. The bank
+        then holds these latents (a random `bank_size` of them with more users), so a new user
+        is scored against the latents the decoder was refined under.
 
         With `validate` (accuracy on held-out data), the model is scored before refinement and
-        after every epoch, and the best state is kept, the unrefined one on ties: where the
-        decoder overfits the training pairs (relabeled HH), refinement stops or is undone.
+        after every epoch, and the best state (decoder and bank) is kept, the unrefined one on
+        ties: where the decoder overfits the training pairs, refinement stops or is undone.
         Returns `refine_epochs_kept` and, with `validate`, the accuracy before and after."""
         base_acc = validate() if validate is not None else float("nan")
-        users, z_users = self.user_latents(data)
-        dev = z_users.device
-        z_of = torch.zeros(len(data.users), self.latent_dim, device=dev)
-        z_of[torch.from_numpy(users).to(dev)] = z_users
+        use_map = self.refine_latents == "map"
         decoder = {name: p for name, p in self.named_parameters()
                    if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")}
         opt = torch.optim.Adam(list(decoder.values()), lr=self.config.refine_lr)
         gen = torch.Generator().manual_seed(seed)
+        dev = self.latent_bank.device
         items = torch.from_numpy(data.items).to(dev)
         chosen = torch.from_numpy(data.chosen).to(dev)
         rejected = torch.from_numpy(data.rejected).to(dev)
         owner = torch.from_numpy(data.user).to(dev)
         was = self.training
         old_bank = self.latent_bank
-        keep = self._bank_rows(len(users), seed)
-        self.latent_bank = z_users[torch.from_numpy(keep).to(dev)].detach().clone()
+        z_of = torch.zeros(len(data.users), self.latent_dim, device=dev)
+
+        def e_step() -> None:
+            users, z_users = self.map_latents(data) if use_map else self.user_latents(data)
+            z_of[torch.from_numpy(users).to(dev)] = z_users
+            keep = torch.from_numpy(self._bank_rows(len(users), seed)).to(dev)
+            self.latent_bank = z_users[keep].detach().clone()
 
         def snapshot() -> dict[str, torch.Tensor]:
             return {name: p.detach().clone() for name, p in decoder.items()}
 
-        best_acc, kept, saved = base_acc, 0, snapshot() if validate is not None else {}
+        best_acc, kept = base_acc, 0
+        saved, saved_bank = (snapshot() if validate is not None else {}), old_bank
+        e_step()
         for epoch in range(1, epochs + 1):
+            if use_map and epoch > 1:
+                e_step()
             self.train()
             order = torch.randperm(len(data), generator=gen).to(dev)
             with torch.enable_grad():
@@ -297,15 +357,14 @@ class VPL(RewardModel):
             if validate is not None:
                 acc = validate()
                 if acc > best_acc + 1e-4:
-                    best_acc, kept, saved = acc, epoch, snapshot()
+                    best_acc, kept, saved, saved_bank = acc, epoch, snapshot(), self.latent_bank
         self.train(was)
         if validate is None:
             return {"refine_epochs_kept": float(epochs)}
         with torch.no_grad():
             for name, p in decoder.items():
                 p.copy_(saved[name])
-        if kept == 0:
-            self.latent_bank = old_bank
+        self.latent_bank = saved_bank
         return {"refine_epochs_kept": float(kept), "refine_val_accuracy_before": base_acc,
                 "refine_val_accuracy_after": best_acc}
 
@@ -426,13 +485,28 @@ class VPL(RewardModel):
                             self.config.label_noise)
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
-        post = self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
-        z = self._latent(post, sample=True)
-        logits = self.reward(batch.chosen, z) - self.reward(batch.rejected, z)
         eps = self.config.label_noise
+        use_ctx = self.config.context_nll > 0 and bool(batch.ctx_mask.any())
+        if self.config.latent_mode == "head":
+            # every item goes through the shared features once: the encoder (pair_input
+            # `features`), the target and the context NLL all read the same phi(x)
+            ctx_diff = self.features(batch.ctx_chosen) - self.features(batch.ctx_rejected)
+            h = (self.pair_encoder(ctx_diff) if self.pair_input == "features"
+                 else self.pair_encoder(batch.ctx_chosen, batch.ctx_rejected))
+            post = self.pool(h, batch.ctx_mask)
+            z = self._latent(post, sample=True)
+            w = (self.head_base + self.head_from_z(z)).unsqueeze(1)  # (B, 1, H)
+            diff = self.features(batch.chosen) - self.features(batch.rejected)
+            logits = (diff * w).sum(-1)
+            ctx_logits = (ctx_diff * w).sum(-1) if use_ctx else None
+        else:
+            post = self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+            z = self._latent(post, sample=True)
+            logits = self.reward(batch.chosen, z) - self.reward(batch.rejected, z)
+            ctx_logits = (self.reward(batch.ctx_chosen, z) - self.reward(batch.ctx_rejected, z)
+                          if use_ctx else None)
         nll = bradley_terry_nll(logits, batch.target_mask, eps)
-        if self.config.context_nll > 0 and batch.ctx_mask.any():
-            ctx_logits = self.reward(batch.ctx_chosen, z) - self.reward(batch.ctx_rejected, z)
+        if ctx_logits is not None:
             nll = nll + self.config.context_nll * bradley_terry_nll(ctx_logits, batch.ctx_mask,
                                                                     eps)
         kl = kl_with_free_bits(post.mean, post.logvar, self.config.free_bits)
