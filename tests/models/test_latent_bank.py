@@ -209,9 +209,11 @@ def test_refine_latents_are_validated():
         build("vpl", 8, refine_latents="mean")
     with pytest.raises(ValueError, match="needs latent_mode='head'"):
         build("vpl", 8, refine_latents="map", latent_mode="concat")
-    assert build("vpl", 8).refine_latents == "map"
-    assert build("vpl", 8, label_noise=0.05).refine_latents == "bank"
-    assert build("vpl", 8, latent_mode="concat").refine_latents == "bank"
+    assert build("vpl", 8).refine_candidates(validated=True) == ("bank", "map")
+    assert build("vpl", 8).refine_candidates(validated=False) == ("map",)
+    assert build("vpl", 8, label_noise=0.05).refine_candidates(validated=True) == ("bank",)
+    assert build("vpl", 8, latent_mode="concat").refine_candidates(validated=True) == ("bank",)
+    assert build("vpl", 8, refine_latents="map").refine_candidates(validated=True) == ("map",)
 
 
 def test_fit_refines_only_with_bank_inference(linear_users):
@@ -237,26 +239,50 @@ def _scripted(scores):
 
 def test_refine_keeps_the_epoch_with_the_best_validation_accuracy(linear_users):
     train, _ = linear_users
-    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0)
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0,
+                  refine_latents="bank")
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
     one_epoch = copy.deepcopy(model)
     one_epoch.refine(train, epochs=1, seed=0)
     # before, then after epochs 1-3: epoch 1 is best, later epochs are worse and get undone
     info = model.refine(train, epochs=3, seed=0, validate=_scripted([0.60, 0.70, 0.65, 0.50]))
     assert info == {"refine_epochs_kept": 1.0, "refine_val_accuracy_before": 0.60,
-                    "refine_val_accuracy_after": 0.70}
+                    "refine_val_accuracy_after": 0.70, "refine_map": 0.0}
     for name, p in one_epoch.state_dict().items():
         assert torch.equal(p, model.state_dict()[name]), name
 
 
-def test_refine_is_undone_when_validation_accuracy_never_improves(linear_users):
+@pytest.mark.parametrize(("estep", "scores"), [
+    ("bank", [0.70, 0.70, 0.60]),
+    ("auto", [0.70, 0.70, 0.60, 0.70, 0.65, 0.70]),  # bank's run, then map's from the start
+])
+def test_refine_is_undone_when_validation_accuracy_never_improves(linear_users, estep, scores):
+    train, _ = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0,
+                  refine_latents=estep)
+    fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
+    before = copy.deepcopy(model.state_dict())
+    info = model.refine(train, epochs=2, seed=0, validate=_scripted(scores))
+    assert info["refine_epochs_kept"] == 0.0  # a tie keeps the unrefined model
+    assert info["refine_map"] == 0.0
+    for name, p in before.items():
+        assert torch.equal(p, model.state_dict()[name]), name
+
+
+def test_auto_refinement_keeps_the_map_e_step_when_it_validates_better(linear_users):
     train, _ = linear_users
     model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0)
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
-    before = copy.deepcopy(model.state_dict())
-    info = model.refine(train, epochs=2, seed=0, validate=_scripted([0.70, 0.70, 0.60]))
-    assert info["refine_epochs_kept"] == 0.0  # a tie keeps the unrefined model
-    for name, p in before.items():
+    assert model.refine_candidates(validated=True) == ("bank", "map")
+    map_only = copy.deepcopy(model)
+    map_only.config = dataclasses.replace(model.config, refine_latents="map")
+    map_only.refine(train, epochs=1, seed=0, validate=_scripted([0.60, 0.70]))
+    # bank: before 0.60, epochs 0.65 / 0.60; map (from the same start): 0.60, 0.70 / 0.60
+    info = model.refine(train, epochs=2, seed=0,
+                        validate=_scripted([0.60, 0.65, 0.60, 0.60, 0.70, 0.60]))
+    assert info == {"refine_epochs_kept": 1.0, "refine_val_accuracy_before": 0.60,
+                    "refine_val_accuracy_after": 0.70, "refine_map": 1.0}
+    for name, p in map_only.state_dict().items():
         assert torch.equal(p, model.state_dict()[name]), name
 
 
@@ -265,7 +291,7 @@ def test_fit_passes_its_validation_set_to_the_refinement(linear_users):
     model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=2)
     res = fit(model, train, val, TrainConfig(epochs=2, seed=0), progress=False)
     assert set(res.after_fit) == {"refine_epochs_kept", "refine_val_accuracy_before",
-                                  "refine_val_accuracy_after"}
+                                  "refine_val_accuracy_after", "refine_map"}
     assert res.after_fit["refine_val_accuracy_after"] >= res.after_fit["refine_val_accuracy_before"]
     # what fit reports is the accuracy of the model it returns
     got = evaluate_pairs(model, val, pool=train, context_size=8, seed=0).accuracy
