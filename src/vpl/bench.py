@@ -349,14 +349,21 @@ def plot_few_shot(dataset: str, models: dict[str, dict[str, Any]], path: Path) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for m, c in models.items():
+    # tab20's dark shades, then its light ones: the default cycle of 10 colours would give the
+    # 1st and 11th model the same one
+    tab20 = plt.get_cmap("tab20").colors
+    colours = list(tab20[0::2]) + list(tab20[1::2])
+    ks: list[int] = []
+    for i, (m, c) in enumerate(models.items()):
         ks = [int(k) for k in c["curve"]]
         acc = np.array([c["curve"][str(k)]["accuracy"] for k in ks])
         ci = np.array([c["curve"][str(k)]["ci_seeds" if c["seeds"] > 1 else "ci_users"]
                        for k in ks])
-        ax.plot(ks, acc, marker="o", label=m)
-        ax.fill_between(ks, acc - ci, acc + ci, alpha=0.15)
+        colour = colours[i % len(colours)]
+        ax.plot(ks, acc, marker="o", label=m, color=colour)
+        ax.fill_between(ks, acc - ci, acc + ci, alpha=0.12, color=colour)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("context size K (labeled pairs of the user)")
     ax.set_ylabel("accuracy on test pairs")
     ax.set_title(dataset)
