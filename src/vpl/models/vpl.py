@@ -315,10 +315,7 @@ class VPL(RewardModel):
         best: tuple[dict[str, float], dict[str, torch.Tensor], torch.Tensor, str] | None = None
         for estep in candidates:
             if best is not None:  # back to the unrefined decoder and bank
-                with torch.no_grad():
-                    for n, p in decoder.items():
-                        p.copy_(start[0][n])
-                self.latent_bank = start[1]
+                self._set_decoder(*start)
             info = self._refine(data, epochs, seed, batch_size, validate, estep)
             if best is None or info["refine_val_accuracy_after"] > \
                     best[0]["refine_val_accuracy_after"] + 1e-4:  # several only with validate
@@ -326,15 +323,19 @@ class VPL(RewardModel):
                         self.latent_bank, estep)
         info, params, bank, estep = best
         if len(candidates) > 1:
-            with torch.no_grad():
-                for n, p in decoder.items():
-                    p.copy_(params[n])
-            self.latent_bank = bank
+            self._set_decoder(params, bank)
         return {**info, "refine_map": float(estep == "map")}
 
     def _decoder_parameters(self) -> dict[str, nn.Parameter]:
         return {name: p for name, p in self.named_parameters()
                 if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")}
+
+    @torch.no_grad()
+    def _set_decoder(self, params: dict[str, torch.Tensor], bank: torch.Tensor) -> None:
+        """Copy saved decoder parameters (`_decoder_parameters` names) back, and set the bank."""
+        for name, p in self._decoder_parameters().items():
+            p.copy_(params[name])
+        self.latent_bank = bank
 
     def _refine(self, data: PairData, epochs: int, seed: int, batch_size: int,
                 validate: Callable[[], float] | None, estep: str) -> dict[str, float]:
@@ -399,10 +400,7 @@ class VPL(RewardModel):
         self.train(was)
         if validate is None:
             return {"refine_epochs_kept": float(epochs)}
-        with torch.no_grad():
-            for name, p in decoder.items():
-                p.copy_(saved[name])
-        self.latent_bank = saved_bank
+        self._set_decoder(saved, saved_bank)
         return {"refine_epochs_kept": float(kept), "refine_val_accuracy_before": base_acc,
                 "refine_val_accuracy_after": best_acc}
 
