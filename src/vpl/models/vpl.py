@@ -310,8 +310,7 @@ class VPL(RewardModel):
         start, keeping the one with the better validation accuracy (the first on ties).
         Returns `_refine`'s report of the one kept and `refine_map` (1.0 if it was `map`)."""
         candidates = self.refine_candidates(validate is not None)
-        decoder = self._decoder_parameters()
-        start = ({n: p.detach().clone() for n, p in decoder.items()}, self.latent_bank)
+        start = (self._decoder_state(), self.latent_bank)
         best: tuple[dict[str, float], dict[str, torch.Tensor], torch.Tensor, str] | None = None
         for estep in candidates:
             if best is not None:  # back to the unrefined decoder and bank
@@ -319,8 +318,7 @@ class VPL(RewardModel):
             info = self._refine(data, epochs, seed, batch_size, validate, estep)
             if best is None or info["refine_val_accuracy_after"] > \
                     best[0]["refine_val_accuracy_after"] + 1e-4:  # several only with validate
-                best = (info, {n: p.detach().clone() for n, p in decoder.items()},
-                        self.latent_bank, estep)
+                best = (info, self._decoder_state(), self.latent_bank, estep)
         info, params, bank, estep = best
         if len(candidates) > 1:
             self._set_decoder(params, bank)
@@ -329,6 +327,10 @@ class VPL(RewardModel):
     def _decoder_parameters(self) -> dict[str, nn.Parameter]:
         return {name: p for name, p in self.named_parameters()
                 if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")}
+
+    def _decoder_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the decoder parameters, for `_set_decoder`."""
+        return {name: p.detach().clone() for name, p in self._decoder_parameters().items()}
 
     @torch.no_grad()
     def _set_decoder(self, params: dict[str, torch.Tensor], bank: torch.Tensor) -> None:
@@ -354,8 +356,7 @@ class VPL(RewardModel):
         Returns `refine_epochs_kept` and, with `validate`, the accuracy before and after."""
         base_acc = validate() if validate is not None else float("nan")
         use_map = estep == "map"
-        decoder = self._decoder_parameters()
-        opt = torch.optim.Adam(list(decoder.values()), lr=self.config.refine_lr)
+        opt = torch.optim.Adam(list(self._decoder_parameters().values()), lr=self.config.refine_lr)
         gen = torch.Generator().manual_seed(seed)
         dev = self.latent_bank.device
         items = torch.from_numpy(data.items).to(dev)
@@ -363,7 +364,6 @@ class VPL(RewardModel):
         rejected = torch.from_numpy(data.rejected).to(dev)
         owner = torch.from_numpy(data.user).to(dev)
         was = self.training
-        old_bank = self.latent_bank
         z_of = torch.zeros(len(data.users), self.latent_dim, device=dev)
 
         def e_step() -> None:
@@ -372,11 +372,8 @@ class VPL(RewardModel):
             keep = torch.from_numpy(self._bank_rows(len(users), seed)).to(dev)
             self.latent_bank = z_users[keep].detach().clone()
 
-        def snapshot() -> dict[str, torch.Tensor]:
-            return {name: p.detach().clone() for name, p in decoder.items()}
-
         best_acc, kept = base_acc, 0
-        saved, saved_bank = (snapshot() if validate is not None else {}), old_bank
+        saved, saved_bank = (self._decoder_state() if validate is not None else {}), self.latent_bank
         e_step()
         for epoch in range(1, epochs + 1):
             if use_map and epoch > 1:
@@ -396,7 +393,8 @@ class VPL(RewardModel):
             if validate is not None:
                 acc = validate()
                 if acc > best_acc + 1e-4:
-                    best_acc, kept, saved, saved_bank = acc, epoch, snapshot(), self.latent_bank
+                    best_acc, kept, saved = acc, epoch, self._decoder_state()
+                    saved_bank = self.latent_bank
         self.train(was)
         if validate is None:
             return {"refine_epochs_kept": float(epochs)}
