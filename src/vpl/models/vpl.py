@@ -136,7 +136,8 @@ class VPLConfig:
     the one with the better validation accuracy (`bank` on ties; `map` when training has no
     validation set); `bank` otherwise. Where the encoder works, MAP latents under N(0, I)
     can be a little worse than the bank's: Personas continuous, seeds 0-2, `map` 0.877 /
-    0.868 / 0.868 against `bank` 0.881 / 0.873 / 0.868 (exploratory, same working tree)."""
+    0.868 / 0.868 against `bank` 0.881 / 0.873 / 0.868 (exploratory, same working tree;
+    `bank` seed 0 from the full suite at commit ae562f9)."""
     refine_steps: int = 8
     """Newton steps of each MAP latent fit (`refine_latents` `map`)."""
 
