@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vpl.data.pairs import PairData, build_batch, sample_contexts
+from vpl.data.contexts import sample_contexts, sample_user_contexts
+from vpl.data.pairs import PairData, build_batch
 from vpl.models import RewardModel
+from vpl.models.latent import LatentRewardModel
 
 
 @dataclass
@@ -119,16 +121,10 @@ def posterior_means(model: RewardModel, data: PairData, *, context_size: int = 8
     Returns (means (U*C, Z), posterior log-variances (U*C, Z), user index (U*C,)).
     """
     rng = np.random.default_rng(seed)
-    rows, owners = [], []
-    for u, idx in sorted(data.by_user().items()):
-        for _ in range(contexts_per_user):
-            take = min(context_size, len(idx))
-            rows.append(rng.choice(idx, size=take, replace=False))
-            owners.append(u)
-    width = max(len(r) for r in rows)
-    ctx = np.full((len(rows), width), -1, dtype=np.int64)
-    for i, r in enumerate(rows):
-        ctx[i, : len(r)] = r
+    owners = np.repeat(np.array(sorted(data.by_user()), dtype=np.int64), contexts_per_user)
+    ctx = sample_user_contexts(data, owners, context_size, rng)
+    ctx = ctx[:, : max(int((ctx >= 0).sum(1).max(initial=0)), 1)]
+    rows = ctx
     targets = np.zeros((len(rows), 1), dtype=np.int64)
     model.eval()
     model.bind(data)
@@ -153,7 +149,7 @@ def latent_diagnostics(model: RewardModel, data: PairData, *, context_size: int 
     posterior means; `within_user_std` the spread across contexts of one user. A collapsed
     latent has no active units and both spreads near zero.
     """
-    if not model.uses_context or getattr(model, "latent_dim", 0) == 0:
+    if not isinstance(model, LatentRewardModel):
         return {}
     means, logvars, owner = posterior_means(model, data, context_size=context_size,
                                             contexts_per_user=contexts_per_user, seed=seed)

@@ -14,17 +14,16 @@ from vpl.active import (
     ActiveSession,
     CandidatePool,
     candidate_logits,
-    extended_posteriors,
     info_gain,
     latent_particles,
     queries_to_reach,
     reward_matrix,
     run_active,
-    sample_latents,
     select_queries,
     shared_pool,
 )
-from vpl.models import Posterior, RewardModel, build
+from vpl.models import Posterior, build
+from vpl.models.latent import LatentRewardModel, gaussian_draws
 from vpl.train import TrainConfig, fit
 
 
@@ -34,19 +33,32 @@ class _ToyConfig:
     std: float = 1.2
 
 
-class ToyLatent(RewardModel):
+class ToyLatent(LatentRewardModel):
     """1-D latent with an exact Gaussian posterior N(mean, std^2) and reward r(x, z) = x0 z + x1."""
 
     name = "toy-latent"
     Config = _ToyConfig
-    uses_context = True
     latent_dim = 1
 
-    def encode(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
-               ctx_mask: torch.Tensor) -> Posterior:
+    def __init__(self, input_dim: int, config: _ToyConfig) -> None:
+        super().__init__(input_dim, config)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+              ctx_mask: torch.Tensor) -> Posterior:
         b = ctx_chosen.shape[0]
         mean = torch.full((b, 1), self.config.mean)
         return Posterior(mean, torch.full((b, 1), 2 * math.log(self.config.std)))
+
+    @property
+    def item_part_weight(self) -> torch.Tensor:
+        return self.anchor
+
+    def item_part(self, items: torch.Tensor) -> torch.Tensor:
+        return items[:, :2]
+
+    def reward_table(self, item_part: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return z[:, :1] * item_part[:, 0] + item_part[:, 1]  # (S, U)
 
     def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return x[..., 0] * z[:, None, 0] + x[..., 1]
@@ -127,7 +139,7 @@ def test_fast_paths_equal_model_calls(linear_users) -> None:
         torch.testing.assert_close(reward_matrix(model, items, z), slow, atol=1e-5, rtol=1e-5)
     ca, cb = items[:3], items[3:6]
     ea, eb = items[6:18].view(4, 3, -1), items[18:30].view(4, 3, -1)
-    fast = extended_posteriors(model, ca, cb, ea, eb)
+    fast = model.extended_posteriors(ca, cb, ea, eb)
     full = model.encode(torch.cat([ca.expand(4, -1, -1), ea], 1),
                         torch.cat([cb.expand(4, -1, -1), eb], 1), torch.ones(4, 6, dtype=bool))
     torch.testing.assert_close(fast.mean, full.mean, atol=1e-5, rtol=1e-5)
@@ -154,12 +166,12 @@ def test_low_rank_laplace_samples(trained_low_rank, linear_users) -> None:
     model = trained_low_rank.eval()
     if model.uses_bank:
         z, weights = latent_particles(model, ca, cb, 16, torch.Generator().manual_seed(1))
-        assert torch.equal(z, model.latent_bank)
+        assert torch.equal(z, model.bank.latents)
         expect = model.bank_weights(ca.unsqueeze(0), cb.unsqueeze(0), torch.ones(1, 5, dtype=bool))
         torch.testing.assert_close(weights, expect[0])
         return
     w, hess = model.fit_weights(ca.unsqueeze(0), cb.unsqueeze(0), torch.ones(1, 5, dtype=bool))
-    draws = model.sample_posterior(ca, cb, 20000, torch.Generator().manual_seed(0))
+    draws, _ = model.particles(ca, cb, 20000, torch.Generator().manual_seed(0))
     torch.testing.assert_close(draws.mean(0), w[0], atol=1e-5, rtol=0)  # antithetic: exact
     cov = torch.linalg.inv(hess[0])
     torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.05 * cov.diag().max().item(),
@@ -240,7 +252,7 @@ def test_api_round_trip(trained, linear_users) -> None:
     pred = session.predict()
     assert pred.prob.shape == (len(idx),) and (pred.mutual_info >= 0).all()
     assert set(prior) == {"entropy", "variance"}
-    assert sample_latents(session.posterior(), 7).shape == (7, trained.latent_dim)
+    assert gaussian_draws(session.posterior(), 7).shape == (7, trained.latent_dim)
 
 
 def test_queries_to_reach() -> None:
@@ -280,12 +292,12 @@ def test_bank_particles_weighted_info_gain(linear_users) -> None:
     torch.manual_seed(0)
     model = build("vpl", train.dim, latent_dim=2, hidden=16, layers=1, bank_size=8)
     fit(model, train, config=TrainConfig(epochs=1, seed=0), progress=False)
-    assert model.uses_bank and model.latent_bank.shape == (8, 2)
+    assert model.uses_bank and model.bank.latents.shape == (8, 2)
     pool = CandidatePool.from_pairs(test, test.by_user()[0][:20])
     a = pool.items[pool.first[:3]]
     b = pool.items[pool.second[:3]]
     z, w = latent_particles(model, a, b, samples=4)
-    assert torch.equal(z, model.latent_bank)
+    assert torch.equal(z, model.bank.latents)
     assert torch.allclose(w.sum(), torch.tensor(1.0))
     p = torch.sigmoid(candidate_logits(model, pool, z))  # (M, N)
     h = lambda q: -(q * q.log() + (1 - q) * (1 - q).log())  # noqa: E731
@@ -308,7 +320,7 @@ def test_candidate_logits_carry_the_models_label_noise(linear_users):
     model = build("vpl", train.dim, latent_dim=2, hidden=16, layers=1, label_noise=eps)
     fit(model, train, config=TrainConfig(epochs=1, seed=0), progress=False)
     pool = CandidatePool.from_pairs(test, test.by_user()[0][:20])
-    z = model.latent_bank
+    z = model.bank.latents
     raw = reward_matrix(model, pool.items, z)
     raw = raw[:, pool.first] - raw[:, pool.second]
     p = torch.sigmoid(candidate_logits(model, pool, z))

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
+from vpl.data.contexts import sample_contexts, training_batches
 from vpl.data.io import FieldMap, load_records, records_from_dataset, write_jsonl
-from vpl.data.pairs import PairData, sample_contexts, training_batches
+from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison, DataError
 from vpl.data.split import Split, make_split
 

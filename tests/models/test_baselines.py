@@ -14,17 +14,17 @@ from vpl.checkpoint import load_model, save_model
 from vpl.data.pairs import ContextBatch, PairData
 from vpl.evaluate import evaluate_pairs
 from vpl.models import REGISTRY, build
-from vpl.models.btl_head import fit_head_coefficients
 from vpl.models.dpl import (
     categorical_win_probs,
     log_odds_from_probs,
     mean_variance_log_probs,
 )
-from vpl.models.low_rank import map_weights
 from vpl.models.mixture import mixture_log_odds
 from vpl.models.oracle import oracle_for
 from vpl.models.prototypes import fit_mixture_logits
-from vpl.train import TrainConfig, fit, seed_everything
+from vpl.models.solvers import newton_map, newton_map_dual
+from vpl.train import TrainConfig, callbacks_for, fit, seed_everything
+from vpl.train.callbacks import low_rank_e_step
 
 D = 12
 SMALL = {
@@ -90,7 +90,7 @@ def test_models_are_registered():
 def test_save_load_round_trip(name, tmp_path):
     model = _make(name)
     if name in ("mixture", "low-rank"):  # move the prior buffers off their initial values
-        model.before_epoch(_tiny_data(), np.random.default_rng(0))
+        callbacks_for(model)[0].on_epoch_start(model, _tiny_data(), np.random.default_rng(0))
     model.eval()
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
@@ -241,7 +241,7 @@ def test_categorical_identical_and_certain():
 def test_mixture_em_step_and_empty_context():
     model = _make("mixture").eval()
     data = _tiny_data()
-    model.before_epoch(data, np.random.default_rng(0))
+    callbacks_for(model)[0].on_epoch_start(model, data, np.random.default_rng(0))
     assert model.train_log_resp.shape == (4, 3)
     assert torch.allclose(model.log_pi.exp().sum(), torch.tensor(1.0))
     model.bind(data)  # a new binding drops the stale responsibilities
@@ -276,7 +276,7 @@ def test_btl_head_newton_reaches_the_optimum():
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[0, 4:] = False
     lam = 0.5
-    beta = fit_head_coefficients(x, w0, mask, l2=lam, steps=20)
+    beta = newton_map_dual(x, w0, mask, l2=lam, steps=20)
     xm = x * mask.unsqueeze(-1)
     w = w0 + (xm * beta.unsqueeze(-1)).sum(1)  # (B, H)
     margin = (xm * w.unsqueeze(1)).sum(-1)
@@ -309,12 +309,12 @@ def test_low_rank_map_weights_reach_the_optimum():
     mean = torch.randn(4, generator=g, dtype=torch.float64)
     a = torch.randn(4, 4, generator=g, dtype=torch.float64)
     prec = a @ a.T + 0.5 * torch.eye(4, dtype=torch.float64)
-    w, hess = map_weights(x, owner, 3, mean, prec, steps=15)
+    w, hess = newton_map(x, owner, 3, mean, prec, steps=15)
     for u in range(3):
         xs = x[owner == u]
         grad = -(torch.sigmoid(-(xs @ w[u])).unsqueeze(-1) * xs).sum(0) + prec @ (w[u] - mean)
         assert grad.abs().max() < 1e-9
-        alone, _ = map_weights(xs, torch.zeros(len(xs), dtype=torch.long), 1, mean, prec,
+        alone, _ = newton_map(xs, torch.zeros(len(xs), dtype=torch.long), 1, mean, prec,
                                steps=15)
         assert torch.allclose(alone[0], w[u], atol=1e-10)
     assert torch.allclose(w[1], mean) and torch.allclose(hess[1], prec)  # no pairs: the prior
@@ -330,12 +330,12 @@ def test_map_weights_with_an_offset_zeroes_the_offset_objective_gradient():
     off = torch.randn(9, generator=g, dtype=torch.float64)
     owner = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1, 1])
     mean, prec = torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
-    w, _ = map_weights(x, owner, 2, mean, prec, steps=15, offset=off)
+    w, _ = newton_map(x, owner, 2, mean, prec, steps=15, offset=off)
     for u in range(2):
         xs, os_ = x[owner == u], off[owner == u]
         grad = -(torch.sigmoid(-(os_ + xs @ w[u])).unsqueeze(-1) * xs).sum(0) + w[u]
         assert grad.abs().max() < 1e-9
-    plain, _ = map_weights(x, owner, 2, mean, prec, steps=15)
+    plain, _ = newton_map(x, owner, 2, mean, prec, steps=15)
     assert not torch.allclose(plain, w, atol=1e-3)  # the offset does change the optimum
 
 
@@ -343,12 +343,12 @@ def test_low_rank_e_step_prior_and_empty_context():
     seed_everything(0)
     model = build("low-rank", D, rank=3, inference="map").eval()
     data = _tiny_data()
-    model.before_epoch(data, np.random.default_rng(0))
+    callbacks_for(model)[0].on_epoch_start(model, data, np.random.default_rng(0))
     w = model.train_weights
     assert w.shape == (4, 3)
     assert torch.allclose(model.prior_mean, w.mean(0), atol=1e-6)
     assert torch.allclose(model.prior_cov, torch.cov(w.T), atol=1e-6)
-    assert torch.equal(model.latent_bank, w) and not model.uses_bank  # kept, unused by map
+    assert torch.equal(model.bank.latents, w) and not model.uses_bank  # kept, unused by map
     model.bind(data)  # a new binding drops the stale weights table
     assert len(model.train_weights) == 0
     b = _batch()
@@ -366,8 +366,8 @@ def test_low_rank_bank_posterior():
     """Bank inference: the bank reweighted by the context likelihood, mean used to score."""
     model = _make("low-rank").eval()
     data = _tiny_data()
-    model.before_epoch(data, np.random.default_rng(0))
-    bank = model.latent_bank
+    callbacks_for(model)[0].on_epoch_start(model, data, np.random.default_rng(0))
+    bank = model.bank.latents
     assert model.uses_bank and bank.shape == (4, 3)
     b = _batch()
     g = model.basis(b.ctx_chosen) - model.basis(b.ctx_rejected)  # (B, K, rank)
@@ -385,8 +385,8 @@ def test_low_rank_bank_posterior():
     assert torch.allclose(model.predict(b), (basis * model.posterior(b).mean.unsqueeze(1)).sum(-1),
                           atol=1e-6)
     small = build("low-rank", D, rank=3, bank_size=2)
-    small.before_epoch(data, np.random.default_rng(0))
-    assert small.latent_bank.shape == (2, 3)
+    low_rank_e_step(small, data)
+    assert small.bank.latents.shape == (2, 3)
     with pytest.raises(ValueError, match="inference"):
         build("low-rank", D, inference="amortized")
 

@@ -11,7 +11,9 @@ from vpl.checkpoint import load_model, save_model
 from vpl.evaluate import evaluate_pairs
 from vpl.losses import noisy_logits
 from vpl.models import build
+from vpl.models.bank import subsample_rows
 from vpl.train import TrainConfig, fit
+from vpl.train.refine import fill_bank, map_latents, refine, refine_candidates, user_latents
 
 
 def _ctx(k=5, d=12, seed=0):
@@ -26,14 +28,14 @@ def _ctx(k=5, d=12, seed=0):
 def test_bank_weights_are_the_normalized_context_likelihood(mode):
     torch.manual_seed(0)
     model = build("vpl", 12, latent_dim=3, hidden=16, latent_mode=mode, inference="bank").eval()
-    model.latent_bank = torch.randn(7, 3)
+    model.bank.latents = torch.randn(7, 3)
     a, b, mask = _ctx()
     # a tiny chunk budget exercises the chunked path of the concat reward
     w = model.bank_weights(a, b, mask)
     ll_chunked = model.bank_log_likelihood(a, b, mask, budget=40)
     for i in range(2):
         ll = []
-        for z in model.latent_bank:
+        for z in model.bank.latents:
             zz = z.expand(1, -1)
             lg = model.reward(a[i : i + 1], zz) - model.reward(b[i : i + 1], zz)  # (1, K)
             ll.append(torch.nn.functional.logsigmoid(lg)[0][mask[i]].sum())
@@ -41,24 +43,24 @@ def test_bank_weights_are_the_normalized_context_likelihood(mode):
         assert torch.allclose(w[i], torch.softmax(ll, 0), atol=1e-5)
         assert torch.allclose(ll_chunked[i], ll, atol=1e-4)
     post = model.bank_posterior(a, b, mask)
-    assert torch.allclose(post.mean, w @ model.latent_bank, atol=1e-5)
-    var = w @ model.latent_bank**2 - post.mean**2
+    assert torch.allclose(post.mean, w @ model.bank.latents, atol=1e-5)
+    var = w @ model.bank.latents**2 - post.mean**2
     assert torch.allclose(post.logvar.exp(), var.clamp_min(np.exp(-8.0)), rtol=1e-3, atol=1e-6)
 
 
 def test_empty_context_gives_the_bank_mean_and_training_uses_the_encoder():
     torch.manual_seed(0)
     model = build("vpl", 12, latent_dim=3, hidden=16, inference="bank")
-    model.latent_bank = torch.randn(5, 3)
+    model.bank.latents = torch.randn(5, 3)
     a, b, _ = _ctx(k=0)
     none = torch.zeros(2, 0, dtype=torch.bool)
     model.eval()
-    assert torch.allclose(model.infer(a, b, none).mean, model.latent_bank.mean(0).expand(2, -1),
+    assert torch.allclose(model.infer(a, b, none).mean, model.bank.latents.mean(0).expand(2, -1),
                           atol=1e-6)
     model.train()  # training always encodes, whatever the inference mode
     assert torch.equal(model.infer(a, b, none).mean, model.encode(a, b, none).mean)
     model.eval()
-    model.latent_bank = torch.zeros(0, 3)  # an empty bank falls back to the encoder
+    model.bank.latents = torch.zeros(0, 3)  # an empty bank falls back to the encoder
     assert torch.equal(model.infer(a, b, none).mean, model.encode(a, b, none).mean)
 
 
@@ -66,13 +68,13 @@ def test_fit_fills_the_bank_and_checkpoints_keep_it(linear_users, tmp_path):
     train, test = linear_users
     model = build("vpl", train.dim, latent_dim=4, hidden=32, inference="bank", bank_size=64)
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
-    assert model.latent_bank.shape == (64, 4)  # 100 training users, capped at 64
-    assert model.fill_bank(train.subset(train.by_user()[0]), 4, per_user=5) == 5
-    assert model.fill_bank(train, 4, per_user=5) == 64  # the cap holds
-    assert model.fill_bank(train, 4) == 64
+    assert model.bank.latents.shape == (64, 4)  # 100 training users, capped at 64
+    assert fill_bank(model, train.subset(train.by_user()[0]), 4, per_user=5) == 5
+    assert fill_bank(model, train, 4, per_user=5) == 64  # the cap holds
+    assert fill_bank(model, train, 4) == 64
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
-    assert torch.equal(loaded.latent_bank, model.latent_bank)
+    assert torch.equal(loaded.bank.latents, model.bank.latents)
     assert loaded.uses_bank
     ev = [evaluate_pairs(m, test, context_size=4).logits for m in (model, loaded)]
     assert np.array_equal(*ev)
@@ -80,10 +82,10 @@ def test_fit_fills_the_bank_and_checkpoints_keep_it(linear_users, tmp_path):
 
 def test_checkpoint_without_a_bank_loads(tmp_path):
     model = build("vpl", 12, hidden=16).eval()
-    state = {k: v for k, v in model.state_dict().items() if k != "latent_bank"}
+    state = {k: v for k, v in model.state_dict().items() if k != "bank.latents"}
     fresh = build("vpl", 12, hidden=16)
     fresh.load_state_dict(state)
-    assert fresh.latent_bank.shape == (0, 16)
+    assert fresh.bank.latents.shape == (0, 16)
 
 
 def test_bank_inference_personalizes_on_new_users(linear_users):
@@ -126,8 +128,8 @@ def test_user_latents_are_the_bank_posterior_given_all_pairs(linear_users):
     data = train.subset(np.flatnonzero(train.user < 6))
     torch.manual_seed(0)
     model = build("vpl", data.dim, latent_dim=3, hidden=16, inference="bank").eval()
-    model.latent_bank = torch.randn(9, 3)
-    users, z = model.user_latents(data, chunk=7)  # a chunk that splits users' pairs
+    model.bank.latents = torch.randn(9, 3)
+    users, z = user_latents(model, data, chunk=7)  # a chunk that splits users' pairs
     want_users, batch = _padded_contexts(data)
     assert np.array_equal(users, want_users)
     want = model.bank_posterior(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask).mean
@@ -140,7 +142,7 @@ def test_refine_retrains_the_decoder_under_the_users_latents(linear_users):
                   refine_latents="bank")
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    users, z = model.user_latents(train)
+    users, z = user_latents(model, train)
 
     def nll(m):
         with torch.no_grad():
@@ -151,16 +153,16 @@ def test_refine_retrains_the_decoder_under_the_users_latents(linear_users):
             return float(torch.nn.functional.softplus(-lg).mean())
 
     nll_before = nll(model)
-    model.refine(train, epochs=3, seed=0)
+    refine(model, train, epochs=3, seed=0)
     after = model.state_dict()
     for name in before:
-        if name == "latent_bank":
+        if name == "bank.latents":
             continue
         moved = not torch.equal(before[name], after[name])
         assert moved == (name.split(".")[0] in ("features", "head_base", "head_from_z")), name
     assert nll(model) < nll_before  # the M-step fits the pairs under the E-step latents
-    keep = model._bank_rows(len(users), 0)
-    assert model.latent_bank.shape == (64, 4) and torch.equal(model.latent_bank, z[keep])
+    keep = subsample_rows(len(users), model.bank.size, 0)
+    assert model.bank.latents.shape == (64, 4) and torch.equal(model.bank.latents, z[keep])
 
 
 def test_map_latents_zero_each_users_objective_gradient(linear_users):
@@ -168,7 +170,7 @@ def test_map_latents_zero_each_users_objective_gradient(linear_users):
     data = train.subset(np.flatnonzero(train.user < 5))
     torch.manual_seed(0)
     model = build("vpl", data.dim, latent_dim=3, hidden=16)
-    users, z = model.map_latents(data, chunk=9)
+    users, z = map_latents(model, data, chunk=9)
     assert np.array_equal(users, np.arange(5)) and z.shape == (5, 3)
     items = torch.from_numpy(data.items)
     for u in users:
@@ -193,13 +195,13 @@ def test_refine_with_map_latents_recovers_a_collapsed_encoder(linear_users):
         fit(model, train, None, TrainConfig(epochs=3, seed=0), progress=False)
         with torch.no_grad():
             model.to_posterior.weight.zero_()  # q(z | context) no longer depends on the context
-        model.fill_bank(train, context_size=8)
-        assert float(model.latent_bank.std(0).max()) < 1e-6
-        model.refine(train, epochs=4, seed=0)
+        fill_bank(model, train, context_size=8)
+        assert float(model.bank.latents.std(0).max()) < 1e-6
+        refine(model, train, epochs=4, seed=0)
         model.eval()
         acc[estep] = evaluate_pairs(model, test, None, context_size=8, seed=0).accuracy
         if estep == "map":
-            assert float(model.latent_bank.std(0).max()) > 0.1
+            assert float(model.bank.latents.std(0).max()) > 0.1
     assert acc["bank"] < 0.75
     assert acc["map"] > acc["bank"] + 0.15
 
@@ -209,11 +211,11 @@ def test_refine_latents_are_validated():
         build("vpl", 8, refine_latents="mean")
     with pytest.raises(ValueError, match="needs latent_mode='head'"):
         build("vpl", 8, refine_latents="map", latent_mode="concat")
-    assert build("vpl", 8).refine_candidates(validated=True) == ("bank", "map")
-    assert build("vpl", 8).refine_candidates(validated=False) == ("map",)
-    assert build("vpl", 8, label_noise=0.05).refine_candidates(validated=True) == ("bank",)
-    assert build("vpl", 8, latent_mode="concat").refine_candidates(validated=True) == ("bank",)
-    assert build("vpl", 8, refine_latents="map").refine_candidates(validated=True) == ("map",)
+    assert refine_candidates(build("vpl", 8).config, validated=True) == ("bank", "map")
+    assert refine_candidates(build("vpl", 8).config, validated=False) == ("map",)
+    assert refine_candidates(build("vpl", 8, label_noise=0.05).config, validated=True) == ("bank",)
+    assert refine_candidates(build("vpl", 8, latent_mode="concat").config, validated=True) == ("bank",)
+    assert refine_candidates(build("vpl", 8, refine_latents="map").config, validated=True) == ("map",)
 
 
 def test_fit_refines_only_with_bank_inference(linear_users):
@@ -243,9 +245,9 @@ def test_refine_keeps_the_epoch_with_the_best_validation_accuracy(linear_users):
                   refine_latents="bank")
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
     one_epoch = copy.deepcopy(model)
-    one_epoch.refine(train, epochs=1, seed=0)
+    refine(one_epoch, train, epochs=1, seed=0)
     # before, then after epochs 1-3: epoch 1 is best, later epochs are worse and get undone
-    info = model.refine(train, epochs=3, seed=0, validate=_scripted([0.60, 0.70, 0.65, 0.50]))
+    info = refine(model, train, epochs=3, seed=0, validate=_scripted([0.60, 0.70, 0.65, 0.50]))
     assert info == {"refine_epochs_kept": 1.0, "refine_val_accuracy_before": 0.60,
                     "refine_val_accuracy_after": 0.70, "refine_map": 0.0}
     for name, p in one_epoch.state_dict().items():
@@ -262,7 +264,7 @@ def test_refine_is_undone_when_validation_accuracy_never_improves(linear_users, 
                   refine_latents=estep)
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
     before = copy.deepcopy(model.state_dict())
-    info = model.refine(train, epochs=2, seed=0, validate=_scripted(scores))
+    info = refine(model, train, epochs=2, seed=0, validate=_scripted(scores))
     assert info["refine_epochs_kept"] == 0.0  # a tie keeps the unrefined model
     assert info["refine_map"] == 0.0
     for name, p in before.items():
@@ -273,12 +275,12 @@ def test_auto_refinement_keeps_the_map_e_step_when_it_validates_better(linear_us
     train, _ = linear_users
     model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=0)
     fit(model, train, None, TrainConfig(epochs=2, seed=0), progress=False)
-    assert model.refine_candidates(validated=True) == ("bank", "map")
+    assert refine_candidates(model.config, validated=True) == ("bank", "map")
     map_only = copy.deepcopy(model)
     map_only.config = dataclasses.replace(model.config, refine_latents="map")
-    map_only.refine(train, epochs=1, seed=0, validate=_scripted([0.60, 0.70]))
+    refine(map_only, train, epochs=1, seed=0, validate=_scripted([0.60, 0.70]))
     # bank: before 0.60, epochs 0.65 / 0.60; map (from the same start): 0.60, 0.70 / 0.60
-    info = model.refine(train, epochs=2, seed=0,
+    info = refine(model, train, epochs=2, seed=0,
                         validate=_scripted([0.60, 0.65, 0.60, 0.60, 0.70, 0.60]))
     assert info == {"refine_epochs_kept": 1.0, "refine_val_accuracy_before": 0.60,
                     "refine_val_accuracy_after": 0.70, "refine_map": 1.0}

@@ -8,14 +8,12 @@ from vpl.active.acquisition import (
     Predictive,
     binary_entropy,
     candidate_logits,
-    extended_posteriors,
     info_gain,
     latent_particles,
     posterior_entropy,
     posterior_variance,
     predictive,
     reward_matrix,
-    sample_latents,
     select_queries,
 )
 from vpl.active.session import (
@@ -32,8 +30,8 @@ from vpl.active.session import (
 
 __all__ = [
     "STRATEGIES", "ActiveResult", "ActiveSession", "CandidatePool", "Predictive",
-    "binary_entropy", "candidate_logits", "entropy_accuracy_correlation", "extended_posteriors",
+    "binary_entropy", "candidate_logits", "entropy_accuracy_correlation",
     "info_gain", "latent_particles", "mean_ci", "posterior_entropy", "posterior_variance",
-    "predictive", "queries_to_reach", "reward_matrix", "run_active", "sample_latents",
+    "predictive", "queries_to_reach", "reward_matrix", "run_active",
     "select_queries", "shared_pool", "split_user_pairs", "time_selection",
 ]

@@ -52,6 +52,7 @@ from torch import nn
 from vpl.data.pairs import PairData
 from vpl.losses import noisy_logits
 from vpl.models.base import Posterior, RewardModel
+from vpl.models.latent import LatentRewardModel
 
 STRATEGIES: tuple[str, ...] = ("random", "info-gain", "epig", "paper")
 _LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
@@ -111,11 +112,11 @@ class Predictive:
     """I(z; y | context) in nats: the part of it that is uncertainty about the user (BALD)."""
 
 
-def _check_latent_model(model: RewardModel) -> None:
-    if not (hasattr(model, "encode") and hasattr(model, "reward")
-            and getattr(model, "latent_dim", 0) > 0):
-        raise ValueError(f"active query selection needs a latent-variable model with encode() "
-                         f"and reward() (e.g. 'vpl'); got {model.name!r}")
+def _check_latent_model(model: RewardModel) -> LatentRewardModel:
+    if not isinstance(model, LatentRewardModel):
+        raise ValueError(f"active query selection needs a latent-variable model (e.g. 'vpl'); "
+                         f"got {model.name!r}")
+    return model
 
 
 def posterior_entropy(post: Posterior) -> torch.Tensor:
@@ -128,48 +129,15 @@ def posterior_variance(post: Posterior) -> torch.Tensor:
     return post.logvar.exp().mean(-1)
 
 
-def sample_latents(post: Posterior, n: int, generator: torch.Generator | None = None, *,
-                   antithetic: bool = False) -> torch.Tensor:
-    """n samples z ~ q(z | context) of one user (posterior (1, Z) or (Z,)) -> (n, Z).
-
-    `antithetic` pairs every draw mean + sigma * eps with mean - sigma * eps, which lowers
-    the variance of Monte Carlo averages at the same cost.
-    """
-    mean, logvar = post.mean.reshape(-1), post.logvar.reshape(-1)
-    if antithetic:
-        half = torch.randn((n + 1) // 2, mean.shape[0], generator=generator)
-        noise = torch.cat([half, -half])[:n]
-    else:
-        noise = torch.randn(n, mean.shape[0], generator=generator)
-    return mean + noise * (0.5 * logvar).exp()  # (n, Z)
-
-
 def latent_particles(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tensor, samples: int,
                      generator: torch.Generator | None = None, *, max_particles: int = 256
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted latents (S, Z) and weights (S,) (summing to 1) representing a user's posterior.
-
-    ctx_a/ctx_b: (K, D) the answered pairs, preferred first. For a model inferring z from a
-    latent bank: the bank with its posterior weights, resampled (with replacement, duplicates
-    merged) to `max_particles` draws when larger. For a model with `sample_posterior` (low-rank:
-    a full-covariance Laplace posterior), `samples` of its draws. Otherwise `samples` antithetic
-    draws from the diagonal Gaussian q(z | context). Draws are equally weighted.
-    """
-    mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool)
-    if getattr(model, "uses_bank", False):
-        bank = model.latent_bank  # type: ignore[attr-defined]
-        w = model.bank_weights(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)[0]  # type: ignore
-        if bank.shape[0] > max_particles:
-            draw = torch.multinomial(w, max_particles, replacement=True, generator=generator)
-            idx, counts = torch.unique(draw, return_counts=True)
-            return bank[idx], counts.float() / max_particles
-        return bank, w
-    if hasattr(model, "sample_posterior"):
-        z = model.sample_posterior(ctx_a, ctx_b, samples, generator)  # type: ignore[attr-defined]
-        return z, torch.full((z.shape[0],), 1.0 / z.shape[0])
-    post = model.encode(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)  # type: ignore[attr-defined]
-    z = sample_latents(post, samples, generator, antithetic=True)
-    return z, torch.full((z.shape[0],), 1.0 / z.shape[0])
+    """Weighted latents (S, Z) and weights (S,) (summing to 1) representing a user's posterior
+    given answered pairs (K, D) x2, preferred first (`LatentRewardModel.particles`): a latent
+    bank with its posterior weights (resampled to `max_particles` when larger), a mixture's
+    heads, or `samples` draws from the model's posterior."""
+    return _check_latent_model(model).particles(ctx_a, ctx_b, samples, generator,
+                                                max_particles=max_particles)
 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -198,17 +166,12 @@ def reward_matrix(model: RewardModel, items: torch.Tensor, z: torch.Tensor,
                   cache: dict[Any, torch.Tensor] | None = None) -> torch.Tensor:
     """Reward of every item (U, D) under every latent (S, Z) -> (S, U).
 
-    For models with `item_part` and `reward_table` (VPL, low-rank) the item-only work is done
-    once per item and kept in `cache` if given, and `reward_table` adds the latents. Other
-    models go through `reward` on expanded tensors.
+    The item-only work (`item_part`) is done once per item and kept in `cache` if given, and
+    `reward_table` adds the latents.
     """
-    s, u = z.shape[0], items.shape[0]
-    if hasattr(model, "reward_table") and hasattr(model, "item_part"):
-        part = _cached(cache, model, model.item_part_weight,
-                       lambda: model.item_part(items))  # (U, H)
-        return model.reward_table(part, z)  # (S, U)
-    x = items.unsqueeze(0).expand(s, u, -1)  # (S, U, D)
-    return model.reward(x, z)
+    lm = _check_latent_model(model)
+    part = _cached(cache, lm, lm.item_part_weight, lambda: lm.item_part(items))  # (U, H)
+    return lm.reward_table(part, z)  # (S, U)
 
 
 def candidate_logits(model: RewardModel, pool: CandidatePool, z: torch.Tensor) -> torch.Tensor:
@@ -216,7 +179,7 @@ def candidate_logits(model: RewardModel, pool: CandidatePool, z: torch.Tensor) -
     with the model's label noise (`VPLConfig.label_noise`) if it has one."""
     r = reward_matrix(model, pool.items, z, pool.cache)  # (S, U)
     return noisy_logits(r[:, pool.first] - r[:, pool.second],
-                        getattr(model.config, "label_noise", 0.0))
+                        _check_latent_model(model).label_noise)
 
 
 def predictive(logits: torch.Tensor, weights: torch.Tensor | None = None) -> Predictive:
@@ -233,29 +196,6 @@ def predictive(logits: torch.Tensor, weights: torch.Tensor | None = None) -> Pre
 def info_gain(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """BALD: I(z; y | q) for each candidate from sampled log-odds (S, N) -> (N,), in nats."""
     return predictive(logits, weights).mutual_info
-
-
-def extended_posteriors(model: RewardModel, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
-                        ext_a: torch.Tensor, ext_b: torch.Tensor) -> Posterior:
-    """q(z | context + extra pairs) for M extensions of one user's context.
-
-    ctx_a/ctx_b: (K, D) the answered pairs (preferred first); ext_a/ext_b: (M, E, D) the pairs
-    each extension adds. Returns a Posterior with (M, Z) tensors. For VPL the context pairs are
-    encoded once and shared by all M extensions (same result as `encode` on the full sets).
-    """
-    from vpl.models.vpl import VPL
-
-    m, e = ext_a.shape[:2]
-    k = ctx_a.shape[0]
-    mask = torch.ones(m, k + e, dtype=torch.bool)
-    if isinstance(model, VPL):
-        h_ctx = model.embed_pairs(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0))  # (1, K, H)
-        h_ext = model.embed_pairs(ext_a, ext_b)  # (M, E, H)
-        h = torch.cat([h_ctx.expand(m, -1, -1), h_ext], dim=1)  # (M, K+E, H)
-        return model.pool(h, mask)  # as VPL.encode
-    a = torch.cat([ctx_a.unsqueeze(0).expand(m, -1, -1), ext_a], dim=1)  # (M, K+E, D)
-    b = torch.cat([ctx_b.unsqueeze(0).expand(m, -1, -1), ext_b], dim=1)
-    return model.encode(a, b, mask)
 
 
 @dataclass
@@ -289,8 +229,9 @@ def _paper_scores(model: RewardModel, pool: CandidatePool, ctx: _Context, chosen
                        qa.view(n, 1, 2, 1, d).expand(-1, n_lab, -1, -1, -1)], dim=3)
     ext_b = torch.cat([cb.view(1, n_lab, 1, t, d).expand(n, -1, 2, -1, -1),
                        qb.view(n, 1, 2, 1, d).expand(-1, n_lab, -1, -1, -1)], dim=3)
-    post = extended_posteriors(model, ctx.a, ctx.b, ext_a.reshape(n * n_lab * 2, t + 1, d),
-                               ext_b.reshape(n * n_lab * 2, t + 1, d))  # (N*L*2, Z)
+    post = _check_latent_model(model).extended_posteriors(
+        ctx.a, ctx.b, ext_a.reshape(n * n_lab * 2, t + 1, d),
+        ext_b.reshape(n * n_lab * 2, t + 1, d))  # (N*L*2, Z)
     return -posterior_variance(post).view(n, n_lab * 2).mean(1)  # (N,)
 
 

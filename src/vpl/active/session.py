@@ -125,8 +125,7 @@ class ActiveSession:
         if self._post is None:
             a, b = self.context()
             mask = torch.ones(1, a.shape[0], dtype=torch.bool)
-            infer = getattr(self.model, "infer", self.model.encode)  # type: ignore[attr-defined]
-            self._post = infer(a.unsqueeze(0), b.unsqueeze(0), mask)
+            self._post = self.model.infer(a.unsqueeze(0), b.unsqueeze(0), mask)
         return self._post
 
     def latent(self) -> torch.Tensor:

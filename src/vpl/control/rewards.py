@@ -18,8 +18,10 @@ import torch
 
 from vpl.control.maze import Maze
 from vpl.control.offline import MazeData
+from vpl.data.contexts import first_contexts
 from vpl.data.pairs import PairData, build_batch
 from vpl.models import REGISTRY, RewardModel, build
+from vpl.models.latent import LatentRewardModel
 from vpl.train import TrainConfig, TrainResult, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -125,12 +127,7 @@ def train_reward_model(reward: str, data: MazeData, cfg: RewardConfig,
 @torch.no_grad()
 def posterior_means(model: RewardModel, pairs: PairData, k: int) -> np.ndarray:
     """Posterior mean z (U, Z) of each user from their first k labeled pairs."""
-    by_user = pairs.by_user()
-    users = sorted(by_user)
-    ctx = np.full((len(users), k), -1, dtype=np.int64)
-    for i, u in enumerate(users):
-        idx = by_user[u][:k]
-        ctx[i, : len(idx)] = idx
+    users, ctx = first_contexts(pairs, k)
     batch = build_batch(pairs, ctx[:, :1], pairs, ctx)
     model.eval()
     post = model.posterior(batch)
@@ -147,11 +144,11 @@ def raw_reward(model: RewardModel, feats: np.ndarray, z: np.ndarray | None,
     out = []
     for s in range(0, len(feats), chunk):
         x = torch.from_numpy(feats[s : s + chunk])
-        if model.latent_dim > 0:
+        if isinstance(model, LatentRewardModel):
             zt = torch.from_numpy(np.asarray(z, dtype=np.float32))[None]
-            r = model.reward(x[None], zt)[0]  # type: ignore[operator]
+            r = model.reward(x[None], zt)[0]
         else:
-            r = model.reward(x)  # type: ignore[operator]
+            r = model.reward(x)
         if isinstance(r, tuple | list):  # (mean, variance)-style heads: use the mean
             r = r[0]
         out.append(r.reshape(len(x), -1)[:, 0].float().numpy())

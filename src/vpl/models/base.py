@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -68,6 +66,10 @@ class RewardModel(nn.Module):
         """Log-odds (B, T) that each target's chosen beats its rejected."""
         raise NotImplementedError
 
+    def reward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward of items x (..., D); a model without a user latent ignores z."""
+        raise NotImplementedError
+
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
         """Training loss on a batch (default: Bradley-Terry NLL over real targets)."""
         logits = self.logits(batch, sample=True)
@@ -84,19 +86,9 @@ class RewardModel(nn.Module):
         """Called before batches of `data` are scored or trained on; models that need per-user
         facts of a dataset (e.g. declared user types) read them here. Default: nothing."""
 
-    def before_epoch(self, train: PairData, rng: np.random.Generator) -> None:
-        """Called by the training loop at the start of every epoch (e.g. for an EM step)."""
-
-    def after_fit(self, train: PairData, context_size: int, seed: int,
-                  validate: Callable[[], float] | None = None) -> dict[str, float]:
-        """Called by the training loop once the best weights are restored (e.g. to store facts
-        of the training users that inference needs). `validate()` scores the model as it is on
-        the loop's validation set (accuracy; None without one), for steps that must not make
-        it worse. Returns facts worth recording (`TrainResult.after_fit`). Default: nothing."""
-        return {}
-
     def posterior(self, batch: ContextBatch) -> Posterior | None:
-        """q(z | context) for each row of the batch; None for models without a latent."""
+        """q(z | context) for each row of the batch; None for models without a latent
+        (those with one implement `vpl.models.latent.LatentRewardModel`)."""
         return None
 
     def config_dict(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ context differences, so Newton's method runs on beta in R^K: with G = X X^T, mar
 t = X w0 + G beta and S = diag(sigmoid(t) sigmoid(-t)), one step is
     beta <- beta - (S G + 2 l2 I)^{-1} (2 l2 beta - sigmoid(-t)),
 a batched K x K solve instead of an H x H one. Padded context rows are zero in X and keep
-beta_k = 0; with no context w_u = w0 and the model is exactly BTL.
+beta_k = 0; with no context w_u = w0 and the model is exactly BTL. As a latent model z = w_u,
+with the Laplace posterior (diagonal of the inverse Hessian, by Woodbury in K x K).
 References (meta-training through a differentiable convex head fit):
   Bertinetto et al. (2019), "Meta-learning with differentiable closed-form solvers", ICLR.
   Lee et al. (2019), "Meta-Learning with Differentiable Convex Optimization", CVPR.
@@ -25,31 +26,10 @@ from torch import nn
 
 from vpl.data.pairs import ContextBatch
 from vpl.losses import bradley_terry_nll
-from vpl.models.base import LossOutput, RewardModel, register
+from vpl.models.base import LossOutput, Posterior, register
+from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import mlp
-
-
-def fit_head_coefficients(x: torch.Tensor, w0: torch.Tensor, mask: torch.Tensor, *, l2: float,
-                          steps: int) -> torch.Tensor:
-    """Newton steps for beta (B, K) with w = w0 + X^T beta minimizing the L2-regularized
-    logistic loss sum_k -log sigmoid(w . x_k) + l2 ||w - w0||^2.
-
-    x: (B, K, H) context feature differences; w0: (H,) prior head; mask: (B, K) True = real.
-    Differentiable in x and w0 (the steps are plain tensor ops).
-    """
-    w = mask.to(x.dtype)  # (B, K)
-    x = x * w.unsqueeze(-1)  # padded rows -> 0
-    gram = x @ x.transpose(1, 2)  # (B, K, K)
-    base = x @ w0  # (B, K)
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    beta = x.new_zeros(x.shape[:2])  # (B, K)
-    for _ in range(steps):
-        t = base + (gram @ beta.unsqueeze(-1)).squeeze(-1)  # (B, K) margins
-        curv = torch.sigmoid(t) * torch.sigmoid(-t) * w  # (B, K) diag of S
-        rhs = 2 * l2 * beta - torch.sigmoid(-t) * w  # (B, K)
-        lhs = curv.unsqueeze(-1) * gram + 2 * l2 * eye  # (B, K, K) S G + 2 l2 I
-        beta = beta - torch.linalg.solve(lhs, rhs.unsqueeze(-1)).squeeze(-1)
-    return beta
+from vpl.models.solvers import dual_posterior_variance, newton_map_dual
 
 
 @dataclass(frozen=True)
@@ -74,7 +54,7 @@ class BTLHeadConfig:
 
 
 @register("btl-head")
-class BTLHead(RewardModel):
+class BTLHead(LatentRewardModel):
     """r_u(x) = w_u . phi(x), w_u fitted on the user's context pairs at scoring time."""
 
     Config = BTLHeadConfig
@@ -88,6 +68,7 @@ class BTLHead(RewardModel):
         # `layers` hidden layers: mlp's `layers - 1` plus its final linear, then the activation
         self.features = nn.Sequential(mlp(input_dim, c.hidden, c.hidden, c.layers - 1), nn.GELU())
         self.head = nn.Parameter(torch.randn(c.hidden) / c.hidden**0.5)
+        self.latent_dim = c.hidden
 
     def _diff(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
         return self.features(chosen) - self.features(rejected)  # (B, N, H)
@@ -98,7 +79,7 @@ class BTLHead(RewardModel):
         if batch.ctx_mask.shape[1] == 0:
             return shared
         ctx = self._diff(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, H)
-        beta = fit_head_coefficients(ctx, self.head, batch.ctx_mask, l2=self.config.l2,
+        beta = newton_map_dual(ctx, self.head, batch.ctx_mask, l2=self.config.l2,
                                      steps=self.config.steps)  # (B, K)
         ctx = ctx * batch.ctx_mask.unsqueeze(-1).to(ctx.dtype)
         # w_u . x_t = w0 . x_t + sum_k beta_k x_k . x_t
@@ -106,6 +87,32 @@ class BTLHead(RewardModel):
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
         return self._personal_logits(batch)
+
+    def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+              ctx_mask: torch.Tensor) -> Posterior:
+        """w_u = w0 + X^T beta (B, H) fitted to each row's context, with the Laplace variance."""
+        c = self.config
+        x = self._diff(ctx_chosen, ctx_rejected)  # (B, K, H)
+        beta = newton_map_dual(x, self.head, ctx_mask, l2=c.l2, steps=c.steps)  # (B, K)
+        xm = x * ctx_mask.unsqueeze(-1).to(x.dtype)
+        w = self.head + (beta.unsqueeze(-1) * xm).sum(1)  # (B, H)
+        var = dual_posterior_variance(x, self.head, beta, ctx_mask, l2=c.l2)
+        return Posterior(w, var.clamp_min(1e-12).log())
+
+    @property
+    def item_part_weight(self) -> torch.Tensor:
+        return self.features[0][0].weight
+
+    def item_part(self, items: torch.Tensor) -> torch.Tensor:
+        """phi(x) of items (U, D) -> (U, H)."""
+        return self.features(items)
+
+    def reward_table(self, item_part: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return z @ item_part.T  # (S, U)
+
+    def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """w_u . phi(x) for items x (B, T, D) and heads z (B, H) -> (B, T)."""
+        return (self.features(x) * z.unsqueeze(1)).sum(-1)
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
         if self.config.meta_train:

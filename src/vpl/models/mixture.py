@@ -2,7 +2,8 @@
 
 Users are assumed to belong to one of M latent groups, group m having reward r_m(x). EM:
 
-* E-step (`before_epoch`, once per epoch, no gradients): for every training user u,
+* E-step (the training loop's `vpl.train.callbacks.mixture_e_step`, once per epoch, no
+  gradients): for every training user u,
   gamma_um ∝ pi_m * prod_{(c, r) of u} sigmoid(r_m(c) - r_m(r)) over *all* of u's pairs, and the
   mixing weights are re-estimated as pi_m = (sum_u gamma_um + a) / (U + M a) (a = smoothing).
 * M-step (`loss`, by gradient): the gamma-weighted Bradley-Terry NLL
@@ -13,6 +14,9 @@ g_m ∝ pi_m * prod_{k in context} sigmoid(r_m(c_k) - r_m(r_k)) (pi alone for an
 and the prediction is the g-weighted *mixture probability* P = sum_m g_m sigmoid(logit_m),
 returned as log-odds log P - log(1 - P) (not the MAP head: the mixture is calibrated when the
 context cannot tell the groups apart).
+
+As a latent model z is a head indicator: r(x, z) = sum_m z_m r_m(x), the posterior's
+particles are the M one-hot latents weighted by g, and its Gaussian summary has mean g.
 
 State that survives save/load: the heads and `log_pi` (a persistent (M,) buffer). The training
 users' responsibilities are a non-persistent buffer rebuilt by every E-step from the bound
@@ -32,7 +36,8 @@ from torch import nn
 
 from vpl.data.pairs import ContextBatch, PairData
 from vpl.losses import masked_mean
-from vpl.models.base import LossOutput, RewardModel, register
+from vpl.models.base import LossOutput, Posterior, register
+from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import mlp
 
 
@@ -78,7 +83,7 @@ class MixtureConfig:
 
 
 @register("mixture")
-class Mixture(RewardModel):
+class Mixture(LatentRewardModel):
     """Mixture of Bradley-Terry reward heads; groups by EM, new users by context posterior."""
 
     Config = MixtureConfig
@@ -94,8 +99,9 @@ class Mixture(RewardModel):
         else:
             self.reward_nets = nn.ModuleList(
                 mlp(input_dim, c.hidden, 1, c.layers, out_bias=False) for _ in range(c.heads))
+        self.latent_dim = c.heads
         self.register_buffer("log_pi", torch.full((c.heads,), -float(np.log(c.heads))))
-        # (U, M) E-step responsibilities of the bound training users; empty until before_epoch
+        # (U, M) E-step responsibilities of the bound training users; empty until an E-step
         self.register_buffer("train_log_resp", torch.empty(0, c.heads), persistent=False)
 
     def rewards(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,8 +116,42 @@ class Mixture(RewardModel):
 
     def context_log_resp(self, batch: ContextBatch) -> torch.Tensor:
         """Log posterior over heads (B, M) from the batch's context (log pi when empty)."""
-        ctx = self.head_logits(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
-        return head_posterior(self.log_pi, ctx, batch.ctx_mask)
+        return self._log_resp(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+
+    def _log_resp(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                  ctx_mask: torch.Tensor) -> torch.Tensor:
+        ctx = self.head_logits(ctx_chosen, ctx_rejected)  # (B, K, M)
+        return head_posterior(self.log_pi, ctx, ctx_mask)
+
+    @property
+    def item_part_weight(self) -> torch.Tensor:
+        net = self.reward_net if self.config.shared_trunk else self.reward_nets[0]
+        return net[0].weight
+
+    def item_part(self, items: torch.Tensor) -> torch.Tensor:
+        """Every head's reward of items (U, D) -> (U, M)."""
+        return self.rewards(items)
+
+    def reward_table(self, item_part: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return z @ item_part.T  # (S, U)
+
+    def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """sum_m z_m r_m(x) for items x (B, T, D) and head weights z (B, M) -> (B, T)."""
+        return (self.rewards(x) * z.unsqueeze(1)).sum(-1)
+
+    def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+              ctx_mask: torch.Tensor) -> Posterior:
+        """The head posterior g (B, M) as the mean of the one-hot latent, variance g (1 - g)."""
+        g = self._log_resp(ctx_chosen, ctx_rejected, ctx_mask).exp()
+        return Posterior(g, (g * (1 - g)).clamp_min(1e-12).log())
+
+    def particles(self, ctx_a: torch.Tensor, ctx_b: torch.Tensor, samples: int,
+                  generator: torch.Generator | None = None, *, max_particles: int = 256
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The M one-hot latents with the head posterior as weights (exact)."""
+        mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool, device=ctx_a.device)
+        g = self._log_resp(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)[0].exp()
+        return torch.eye(self.config.heads, dtype=g.dtype, device=g.device), g
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
         log_resp = self.context_log_resp(batch)  # (B, M)
@@ -141,17 +181,6 @@ class Mixture(RewardModel):
         finally:
             self.train(was)
         return torch.log_softmax(self.log_pi + ll, dim=-1)
-
-    def before_epoch(self, train: PairData, rng: np.random.Generator) -> None:
-        """E-step: responsibilities of the training users, then the pi update."""
-        log_resp = self.e_step(train)  # (U, M)
-        has_pairs = torch.zeros(len(train.users), dtype=torch.bool, device=log_resp.device)
-        has_pairs[torch.from_numpy(np.unique(train.user)).to(log_resp.device)] = True
-        a = self.config.pi_smoothing
-        counts = log_resp[has_pairs].exp().sum(0)  # (M,)
-        pi = (counts + a) / (counts.sum() + self.config.heads * a)
-        self.log_pi.copy_(pi.clamp_min(1e-12).log())
-        self.train_log_resp = log_resp
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
         """M-step: gamma-weighted BT NLL. gamma comes from the last E-step when the batch's users

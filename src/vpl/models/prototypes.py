@@ -16,6 +16,8 @@ no loop over users), so shared weights are never touched. With an empty context 
 uniform. Training runs the same inner fit and backpropagates *through* the unrolled steps
 (exact meta-gradient, cheap because each step is O(B K M)), so training and scoring agree and
 the prototypes learn to be identifiable from a few comparisons.
+As a latent model z = a_u; the inner fit is a point estimate, so the posterior has no spread
+(active selection gains nothing from it).
 Reference: Chen et al. (2025), "PAL: Sample-Efficient Personalized Reward Modeling for
 Pluralistic Alignment", ICLR.
 """
@@ -28,7 +30,8 @@ import torch
 from torch import nn
 
 from vpl.data.pairs import ContextBatch
-from vpl.models.base import RewardModel, register
+from vpl.models.base import Posterior, register
+from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import mlp
 
 
@@ -54,6 +57,9 @@ def fit_mixture_logits(s: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, *, 
     return alpha
 
 
+POINT_LOGVAR = -27.6  # log(1e-12): a point estimate has no posterior spread
+
+
 @dataclass(frozen=True)
 class PrototypesConfig:
     """Shared item features, M prototypes, and the per-user inner fit."""
@@ -76,7 +82,7 @@ class PrototypesConfig:
 
 
 @register("prototypes")
-class Prototypes(RewardModel):
+class Prototypes(LatentRewardModel):
     """Ideal-point reward -||phi(x) - sum_m a_um p_m||^2 with a_u fitted to the context."""
 
     Config = PrototypesConfig
@@ -87,6 +93,7 @@ class Prototypes(RewardModel):
         c = config
         self.features = mlp(input_dim, c.hidden, c.feature_dim, c.layers)
         self.protos = nn.Parameter(torch.randn(c.prototypes, c.feature_dim))
+        self.latent_dim = c.prototypes
 
     def _slopes(self, chosen: torch.Tensor, rejected: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,12 +105,38 @@ class Prototypes(RewardModel):
 
     def mixture(self, batch: ContextBatch) -> torch.Tensor:
         """Each row's prototype weights a (B, M) fitted to its context."""
+        return self._mixture(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+
+    def _mixture(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+                 ctx_mask: torch.Tensor) -> torch.Tensor:
         c = self.config
-        s, g = self._slopes(batch.ctx_chosen, batch.ctx_rejected)
+        s, g = self._slopes(ctx_chosen, ctx_rejected)
         # closed-form gradients: no autograd needed, so this also works under no_grad, and
         # when training the graph through the unrolled steps is kept for the meta-gradient
-        alpha = fit_mixture_logits(s, g, batch.ctx_mask, steps=c.steps, lr=c.inner_lr, l2=c.l2)
+        alpha = fit_mixture_logits(s, g, ctx_mask, steps=c.steps, lr=c.inner_lr, l2=c.l2)
         return torch.softmax(alpha, -1)
+
+    def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
+              ctx_mask: torch.Tensor) -> Posterior:
+        """The fitted mixture a (B, M) as a point posterior."""
+        a = self._mixture(ctx_chosen, ctx_rejected, ctx_mask)
+        return Posterior(a, torch.full_like(a, POINT_LOGVAR))
+
+    @property
+    def item_part_weight(self) -> torch.Tensor:
+        return self.features[0].weight
+
+    def item_part(self, items: torch.Tensor) -> torch.Tensor:
+        """phi(x) and ||phi(x)||^2 of items (U, D) -> (U, F + 1)."""
+        f = self.features(items)
+        return torch.cat([f, f.pow(2).sum(-1, keepdim=True)], dim=-1)
+
+    def reward_table(self, item_part: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """-||phi(x) - e||^2 = 2 e . phi(x) - ||phi(x)||^2 - ||e||^2 for every item and every
+        mixture z (S, M) -> (S, U)."""
+        ideal = z @ self.protos  # (S, F)
+        return (2.0 * ideal @ item_part[:, :-1].T - item_part[:, -1].unsqueeze(0)
+                - ideal.pow(2).sum(-1, keepdim=True))
 
     def reward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """r(x, u) = -||phi(x) - a @ P||^2 for items x (B, T, D), mixtures a (B, M) -> (B, T)."""

@@ -24,21 +24,21 @@ with Variational Preference Learning", NeurIPS.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from vpl.data.pairs import ContextBatch, PairData, build_batch
+from vpl.data.pairs import ContextBatch
 from vpl.losses import (
     bradley_terry_nll,
     kl_with_free_bits,
     noisy_logits,
     preference_log_likelihood,
 )
-from vpl.models.base import LossOutput, Posterior, RewardModel, register
+from vpl.models.bank import LatentBank
+from vpl.models.base import LossOutput, Posterior, register
+from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import PairEncoder, SetEncoder, mlp
 
 
@@ -143,7 +143,7 @@ class VPLConfig:
 
 
 @register("vpl")
-class VPL(RewardModel):
+class VPL(LatentRewardModel):
     """Variational preference learning reward model."""
 
     Config = VPLConfig
@@ -183,15 +183,14 @@ class VPL(RewardModel):
             self.features = mlp(input_dim, c.hidden, c.hidden, c.layers - 1, out_bias=False)
             self.head_base = nn.Parameter(torch.randn(c.hidden) / c.hidden**0.5)
             self.head_from_z = nn.Linear(c.latent_dim, c.hidden, bias=False)
-        self.register_buffer("latent_bank", torch.zeros(0, c.latent_dim))
+        self.bank = LatentBank(c.latent_dim, c.bank_size)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
-        key = prefix + "latent_bank"
-        if key in state_dict:  # the bank's size is whatever was saved
-            self.latent_bank = torch.zeros_like(state_dict[key])
-        else:  # checkpoints from before the bank existed: no bank
+        old, key = prefix + "latent_bank", prefix + "bank.latents"
+        if old in state_dict:  # checkpoints that kept the bank as a buffer of the model
+            state_dict[key] = state_dict.pop(old)
+        elif key not in state_dict:  # checkpoints from before the bank existed: no bank
             state_dict[key] = torch.zeros(0, self.latent_dim)
-            self.latent_bank = torch.zeros(0, self.latent_dim)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -204,211 +203,19 @@ class VPL(RewardModel):
     @property
     def uses_bank(self) -> bool:
         """True when z is inferred from the latent bank (eval mode, bank inference, bank filled)."""
-        return (self.inference == "bank" and not self.training
-                and self.latent_bank.shape[0] > 0)
+        return self.inference == "bank" and not self.training and len(self.bank) > 0
 
-    @torch.no_grad()
-    def fill_bank(self, data: PairData, context_size: int, seed: int = 0, chunk: int = 256,
-                  per_user: int = 1) -> int:
-        """Store amortized posterior means of users of `data` in the latent bank, each from
-        `context_size` of their pairs drawn at random, `per_user` random contexts per user.
-        At most `bank_size` latents: with more users a random subset of them is kept, with
-        fewer contexts per user. Returns the bank size.
-
-        One context per user is the default: on Personas (240 training users, K=8) 4 or 8
-        contexts per user scored the same (4 types 0.878 / 0.877 vs 0.878) at 4-8x the cost;
-        on relabeled HH (2 users, 1 seed) a bank of 128 latents scored 0.530 at K=8, level
-        with the amortized posterior."""
-        rng = np.random.default_rng(seed)
-        groups = list(data.by_user().values())
-        size = self.config.bank_size
-        groups = [groups[i] for i in self._bank_rows(len(groups), seed)]
-        reps = max(1, min(per_user, size // max(len(groups), 1)))
-        rows = [idx for idx in groups for _ in range(reps)]
-        ctx = np.full((len(rows), max(context_size, 1)), -1, dtype=np.int64)
-        for i, idx in enumerate(rows):
-            take = rng.permutation(idx)[:context_size]
-            ctx[i, : len(take)] = take
-        was = self.training
-        self.eval()
-        means = []
-        for s in range(0, len(rows), chunk):
-            batch = build_batch(data, ctx[s : s + chunk, :1], data, ctx[s : s + chunk])
-            means.append(self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask).mean)
-        self.train(was)
-        dev = self.to_posterior.weight.device
-        self.latent_bank = (torch.cat(means) if means else torch.zeros(0, self.latent_dim)).to(dev)
-        return int(self.latent_bank.shape[0])
-
-    def after_fit(self, train: PairData, context_size: int, seed: int,
-                  validate: Callable[[], float] | None = None) -> dict[str, float]:
-        """Fill the latent bank from the training users and, with bank inference, refine the
-        decoder (`refine_epochs`, guarded by `validate` when given)."""
-        self.fill_bank(train, context_size, seed)
-        if self.inference == "bank" and self.config.refine_epochs > 0:
-            return self.refine(train, self.config.refine_epochs, seed, validate=validate)
-        return {}
-
-    @torch.no_grad()
-    def user_latents(self, data: PairData, chunk: int = 4096) -> tuple[np.ndarray, torch.Tensor]:
-        """The bank posterior mean of every user of `data` given all of that user's pairs:
-        (user indices (U,), latents (U, Z)). Likelihoods are accumulated pair by pair, so a user
-        with thousands of pairs costs no padding."""
-        dev = self.latent_bank.device
-        was = self.training
-        self.eval()
-        ll = torch.zeros(len(data.users), self.latent_bank.shape[0], device=dev)  # (all, M)
-        for s in range(0, len(data), chunk):
-            ch = torch.from_numpy(data.items[data.chosen[s : s + chunk]]).to(dev)
-            rj = torch.from_numpy(data.items[data.rejected[s : s + chunk]]).to(dev)
-            ll.index_add_(0, torch.from_numpy(data.user[s : s + chunk]).to(dev),
-                          self.pair_log_likelihood(ch, rj))
-        self.train(was)
-        users = np.unique(data.user)
-        w = torch.softmax(ll[torch.from_numpy(users).to(dev)], dim=-1)  # (U, M)
-        return users, w @ self.latent_bank
-
-    def refine_candidates(self, validated: bool) -> tuple[str, ...]:
-        """The refinement E-steps `refine` runs (`refine_latents`, `auto` resolved): with
-        `auto` in `head` mode without `label_noise`, both when a validation set can choose
-        (`bank` first), `map` without one; `bank` in the other cases."""
-        c = self.config
-        if c.refine_latents != "auto":
-            return (c.refine_latents,)
-        if c.latent_mode != "head" or c.label_noise > 0:
-            return ("bank",)
-        return ("bank", "map") if validated else ("map",)
-
-    @torch.no_grad()
-    def map_latents(self, data: PairData, chunk: int = 4096) -> tuple[np.ndarray, torch.Tensor]:
-        """The MAP latent of every user of `data` given all of their pairs, under N(0, I):
-        (user indices (U,), latents (U, Z)). In `head` mode a pair's logit is
-        d . w + (W^T d) . z with d = phi(c) - phi(r), w = `head_base`, W = `head_from_z`."""
-        if self.config.latent_mode != "head":
-            raise ValueError("MAP latents need latent_mode='head'")
-        from vpl.models.low_rank import map_weights
-
-        dev = self.head_base.device
-        was = self.training
-        self.eval()
-        d = torch.cat([self.features(torch.from_numpy(data.items[data.chosen[s : s + chunk]])
-                                     .to(dev))
-                       - self.features(torch.from_numpy(data.items[data.rejected[s : s + chunk]])
-                                       .to(dev))
-                       for s in range(0, len(data), chunk)])  # (P, H)
-        self.train(was)
-        users, owner = np.unique(data.user, return_inverse=True)
-        z_dim = self.latent_dim
-        z, _ = map_weights(d @ self.head_from_z.weight, torch.from_numpy(owner).to(dev),
-                           len(users), torch.zeros(z_dim, device=dev),
-                           torch.eye(z_dim, device=dev), steps=self.config.refine_steps,
-                           offset=d @ self.head_base)
-        return users, z
-
-    def refine(self, data: PairData, epochs: int, seed: int = 0, batch_size: int = 512,
-               validate: Callable[[], float] | None = None) -> dict[str, float]:
-        """Refine the decoder (`_refine`) with each E-step of `refine_candidates` from the same
-        start, keeping the one with the better validation accuracy (the first on ties).
-        Returns `_refine`'s report of the one kept and `refine_map` (1.0 if it was `map`)."""
-        candidates = self.refine_candidates(validate is not None)
-        start = (self._decoder_state(), self.latent_bank)
-        best: tuple[dict[str, float], dict[str, torch.Tensor], torch.Tensor, str] | None = None
-        for estep in candidates:
-            if best is not None:  # back to the unrefined decoder and bank
-                self._set_decoder(*start)
-            info = self._refine(data, epochs, seed, batch_size, validate, estep)
-            if best is None or info["refine_val_accuracy_after"] > \
-                    best[0]["refine_val_accuracy_after"] + 1e-4:  # several only with validate
-                best = (info, self._decoder_state(), self.latent_bank, estep)
-        info, params, bank, estep = best
-        if len(candidates) > 1:
-            self._set_decoder(params, bank)
-        return {**info, "refine_map": float(estep == "map")}
-
-    def _decoder_parameters(self) -> dict[str, nn.Parameter]:
+    def decoder_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters of the reward r(x, z) (not of the encoder), by name."""
         return {name: p for name, p in self.named_parameters()
                 if name.split(".")[0] in ("features", "head_base", "head_from_z", "reward_net")}
 
-    def _decoder_state(self) -> dict[str, torch.Tensor]:
-        """A copy of the decoder parameters, for `_set_decoder`."""
-        return {name: p.detach().clone() for name, p in self._decoder_parameters().items()}
-
-    @torch.no_grad()
-    def _set_decoder(self, params: dict[str, torch.Tensor], bank: torch.Tensor) -> None:
-        """Copy saved decoder parameters (`_decoder_parameters` names) back, and set the bank."""
-        for name, p in self._decoder_parameters().items():
-            p.copy_(params[name])
-        self.latent_bank = bank
-
-    def _refine(self, data: PairData, epochs: int, seed: int, batch_size: int,
-                validate: Callable[[], float] | None, estep: str) -> dict[str, float]:
-        """EM of the decoder over the users of `data`, the encoder left as it is.
-
-        E (`estep`): each user's latent is set from all of their pairs: their bank
-        posterior mean (`user_latents`), once, or their MAP latent (`map_latents`), refitted
-        before every epoch. M: an epoch of Adam on the Bradley-Terry NLL (with `label_noise`)
-        of every pair under its user's latent, training the reward features and head. The bank
-        then holds these latents (a random `bank_size` of them with more users), so a new user
-        is scored against the latents the decoder was refined under.
-
-        With `validate` (accuracy on held-out data), the model is scored before refinement and
-        after every epoch, and the best state (decoder and bank) is kept, the unrefined one on
-        ties: where the decoder overfits the training pairs, refinement stops or is undone.
-        Returns `refine_epochs_kept` and, with `validate`, the accuracy before and after."""
-        base_acc = validate() if validate is not None else float("nan")
-        use_map = estep == "map"
-        opt = torch.optim.Adam(list(self._decoder_parameters().values()), lr=self.config.refine_lr)
-        gen = torch.Generator().manual_seed(seed)
-        dev = self.latent_bank.device
-        items = torch.from_numpy(data.items).to(dev)
-        chosen = torch.from_numpy(data.chosen).to(dev)
-        rejected = torch.from_numpy(data.rejected).to(dev)
-        owner = torch.from_numpy(data.user).to(dev)
-        was = self.training
-        z_of = torch.zeros(len(data.users), self.latent_dim, device=dev)
-
-        def e_step() -> None:
-            users, z_users = self.map_latents(data) if use_map else self.user_latents(data)
-            z_of[torch.from_numpy(users).to(dev)] = z_users
-            keep = torch.from_numpy(self._bank_rows(len(users), seed)).to(dev)
-            self.latent_bank = z_users[keep].detach().clone()
-
-        best_acc, kept = base_acc, 0
-        saved, saved_bank = (self._decoder_state() if validate is not None else {}), self.latent_bank
-        e_step()
-        for epoch in range(1, epochs + 1):
-            if use_map and epoch > 1:
-                e_step()
-            self.train()
-            order = torch.randperm(len(data), generator=gen).to(dev)
-            with torch.enable_grad():
-                for s in range(0, len(order), batch_size):
-                    i = order[s : s + batch_size]
-                    z = z_of[owner[i]]
-                    logits = (self.reward(items[chosen[i]].unsqueeze(1), z)
-                              - self.reward(items[rejected[i]].unsqueeze(1), z))
-                    loss = bradley_terry_nll(logits, label_noise=self.config.label_noise)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-            if validate is not None:
-                acc = validate()
-                if acc > best_acc + 1e-4:
-                    best_acc, kept, saved = acc, epoch, self._decoder_state()
-                    saved_bank = self.latent_bank
-        self.train(was)
-        if validate is None:
-            return {"refine_epochs_kept": float(epochs)}
-        self._set_decoder(saved, saved_bank)
-        return {"refine_epochs_kept": float(kept), "refine_val_accuracy_before": base_acc,
-                "refine_val_accuracy_after": best_acc}
-
-    def _bank_rows(self, n: int, seed: int) -> np.ndarray:
-        """Which of n users the bank keeps: all, or a random `bank_size` of them."""
-        size = self.config.bank_size
-        if n <= size:
-            return np.arange(n)
-        return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+    def pair_features(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+        """d = phi(c) - phi(r) (..., H) in `head` mode, where a pair's logit is
+        d . w + (W^T d) . z with w = `head_base` and W = `head_from_z`."""
+        if self.config.latent_mode != "head":
+            raise ValueError("pair features need latent_mode='head'")
+        return self.features(chosen) - self.features(rejected)
 
     @property
     def item_part_weight(self) -> torch.Tensor:
@@ -449,7 +256,7 @@ class VPL(RewardModel):
         """log p(c beats r | z_m) of pairs (P, D) x2 under every bank latent -> (P, M):
         log sigmoid(r(c, z_m) - r(r, z_m)), with `label_noise` if set."""
         n = chosen.shape[0]
-        r = self.reward_table(self.item_part(torch.cat([chosen, rejected])), self.latent_bank,
+        r = self.reward_table(self.item_part(torch.cat([chosen, rejected])), self.bank.latents,
                               budget)  # (M, 2P)
         return preference_log_likelihood(r[:, :n] - r[:, n:], self.config.label_noise).T
 
@@ -464,16 +271,13 @@ class VPL(RewardModel):
     def bank_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                      ctx_mask: torch.Tensor) -> torch.Tensor:
         """Posterior weights (B, M) of the bank latents given each context (uniform prior)."""
-        return torch.softmax(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask), -1)
+        return self.bank.weights(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask))
 
     def bank_posterior(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                        ctx_mask: torch.Tensor) -> Posterior:
         """The bank posterior summarized as a diagonal Gaussian (weighted mean and variance)."""
-        w = self.bank_weights(ctx_chosen, ctx_rejected, ctx_mask)  # (B, M)
-        mean = w @ self.latent_bank  # (B, Z)
-        var = w @ self.latent_bank.pow(2) - mean.pow(2)
-        logvar = var.clamp_min(0.0).add(1e-12).log()
-        return Posterior(mean, logvar.clamp(self.config.logvar_min, 4.0))
+        return self.bank.posterior(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask),
+                                   (self.config.logvar_min, 4.0))
 
     def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
               ctx_mask: torch.Tensor) -> Posterior:
@@ -498,8 +302,27 @@ class VPL(RewardModel):
         """q(z | context) from padded context pairs (B, K, D) and mask (B, K)."""
         return self.pool(self.embed_pairs(ctx_chosen, ctx_rejected), ctx_mask)
 
-    def posterior(self, batch: ContextBatch) -> Posterior:
-        return self.infer(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
+    def particles(self, ctx_a: torch.Tensor, ctx_b: torch.Tensor, samples: int,
+                  generator: torch.Generator | None = None, *, max_particles: int = 256
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With bank inference the bank with its posterior weights (`LatentBank.particles`);
+        otherwise draws from the encoder's Gaussian."""
+        if not self.uses_bank:
+            return super().particles(ctx_a, ctx_b, samples, generator,
+                                     max_particles=max_particles)
+        mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool, device=ctx_a.device)
+        ll = self.bank_log_likelihood(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)[0]  # (M,)
+        return self.bank.particles(ll, max_particles, generator)
+
+    def extended_posteriors(self, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
+                            ext_a: torch.Tensor, ext_b: torch.Tensor) -> Posterior:
+        """The encoder's q(z | context + extra pairs) for M extensions (the amortized
+        posterior, whatever `inference` is), the context pairs embedded once for all M."""
+        m, e = ext_a.shape[:2]
+        mask = torch.ones(m, ctx_a.shape[0] + e, dtype=torch.bool, device=ctx_a.device)
+        h_ctx = self.embed_pairs(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0))  # (1, K, H)
+        h_ext = self.embed_pairs(ext_a, ext_b)  # (M, E, H)
+        return self.pool(torch.cat([h_ctx.expand(m, -1, -1), h_ext], dim=1), mask)
 
     def reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Reward of items x (B, T, D) for users with latents z (B, Z) -> (B, T)."""

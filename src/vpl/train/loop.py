@@ -6,16 +6,19 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vpl.data.pairs import PairData, training_batches
+from vpl.data.contexts import training_batches
+from vpl.data.pairs import PairData
 from vpl.losses import kl_anneal
 from vpl.models import RewardModel
+from vpl.train.callbacks import Callback, callbacks_for
+from vpl.train.logging import Logger, NullLogger
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class TrainResult:
     seconds: float = 0.0
     pairs_per_second: float = 0.0
     after_fit: dict[str, float] = field(default_factory=dict)
-    """What the model's `after_fit` step reported (e.g. VPL's decoder refinement)."""
+    """What the phases after the loop reported (e.g. VPL's decoder refinement)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -81,36 +84,46 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model: RewardModel, train: PairData, val: PairData | None = None,
-        config: TrainConfig | None = None, *, progress: bool = True) -> TrainResult:
+        config: TrainConfig | None = None, *, progress: bool = True,
+        callbacks: Sequence[Callback] | None = None, logger: Logger | None = None
+        ) -> TrainResult:
     """Train `model` on `train`, early-stopping on accuracy over `val` (contexts from train).
 
-    The best weights (by validation accuracy) are restored at the end.
+    The best weights (by validation accuracy) are restored at the end, then the callbacks'
+    `on_fit_end` phases run (default: `callbacks_for(model)`, e.g. VPL's bank and
+    refinement). `logger` receives every epoch's metrics (default: none).
     """
     cfg = config or TrainConfig()
     threads_before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit(model, train, val, cfg, progress)
+        return _fit(model, train, val, cfg, progress,
+                    callbacks_for(model) if callbacks is None else list(callbacks),
+                    logger or NullLogger())
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainConfig,
-         progress: bool) -> TrainResult:
+def _validator(model: RewardModel, val: PairData | None, train: PairData, cfg: TrainConfig
+               ) -> Callable[[], float] | None:
+    """Accuracy on `val` with contexts from `train` (the same contexts every call)."""
     from vpl.evaluate import evaluate_pairs  # evaluate imports models; keep train importable
 
+    if val is None or not len(val):
+        return None
+    return lambda: evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
+                                  seed=cfg.seed, device=cfg.device).accuracy
+
+
+def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainConfig,
+         progress: bool, callbacks: list[Callback], logger: Logger) -> TrainResult:
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = TrainResult()
-    validate: Callable[[], float] | None = None
-    if val is not None and len(val):
-        def validate() -> float:
-            """Accuracy on `val` with contexts from `train` (the same contexts every call)."""
-            return evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
-                                  seed=cfg.seed, device=cfg.device).accuracy
+    validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
     best_state, best_acc, stale = None, -1.0, 0
     n_batches = -(-sum(-(-len(ix) // cfg.targets_per_user) for ix in train.by_user().values())
@@ -121,7 +134,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
     for epoch in bar:
         model.train()
         model.bind(train)
-        model.before_epoch(train, rng)
+        for cb in callbacks:
+            cb.on_epoch_start(model, train, rng)
         sums: dict[str, float] = {}
         nb = 0
         t_epoch = time.perf_counter()
@@ -149,6 +163,7 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
         else:
             acc = -row["loss"]
         result.history.append(row)
+        logger.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row.get('val_accuracy', float('nan')):.3f}")
         if acc > best_acc + 1e-4:
             best_acc, stale, result.best_epoch = acc, 0, epoch
@@ -160,7 +175,10 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    result.after_fit = model.after_fit(train, cfg.context_size, cfg.seed, validate)
+    for cb in callbacks:
+        result.after_fit.update(cb.on_fit_end(model, train, cfg, validate))
+    if result.after_fit:
+        logger.log_metrics(result.after_fit, step=len(result.history))
     model.eval()
     result.seconds = time.perf_counter() - t0
     result.pairs_per_second = pairs_seen / max(train_seconds, 1e-9)  # optimizer steps only

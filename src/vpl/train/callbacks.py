@@ -1,0 +1,134 @@
+"""Phases of training that belong to a model's fitting algorithm, run by the training loop.
+
+A callback's `on_epoch_start` runs before every epoch (the E-step of EM-trained models) and
+`on_fit_end` once the best weights are restored (e.g. filling VPL's latent bank). Which
+callbacks a model gets by default comes from a registry keyed by model class, so model
+files know nothing of training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from vpl.data.pairs import PairData
+from vpl.models import RewardModel
+from vpl.models.low_rank import LowRank
+from vpl.models.mixture import Mixture
+from vpl.models.vpl import VPL
+from vpl.train import refine as vpl_refine
+
+if TYPE_CHECKING:
+    from vpl.train.loop import TrainConfig
+
+Validate = Callable[[], float]
+
+
+class Callback(Protocol):
+    """Hooks of the training loop."""
+
+    def on_epoch_start(self, model: RewardModel, train: PairData,
+                       rng: np.random.Generator) -> None:
+        """Before every epoch."""
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None) -> dict[str, float]:
+        """After the best weights are restored; `validate()` scores the model on the loop's
+        validation set (None without one). Returns facts worth recording."""
+
+
+class _NoOp:
+    def on_epoch_start(self, model: RewardModel, train: PairData,
+                       rng: np.random.Generator) -> None:
+        return None
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None) -> dict[str, float]:
+        return {}
+
+
+def _has_pairs(train: PairData, device: torch.device) -> torch.Tensor:
+    """(U,) True for the users of `train` that have pairs."""
+    seen = torch.zeros(len(train.users), dtype=torch.bool, device=device)
+    seen[torch.from_numpy(np.unique(train.user)).to(device)] = True
+    return seen
+
+
+@torch.no_grad()
+def mixture_e_step(model: Mixture, train: PairData) -> None:
+    """Responsibilities of the training users from all of their pairs, then the pi update
+    pi_m = (sum_u gamma_um + a) / (U + M a)."""
+    log_resp = model.e_step(train)  # (U, M)
+    a = model.config.pi_smoothing
+    counts = log_resp[_has_pairs(train, log_resp.device)].exp().sum(0)  # (M,)
+    pi = (counts + a) / (counts.sum() + model.config.heads * a)
+    model.log_pi.copy_(pi.clamp_min(1e-12).log())
+    model.train_log_resp = log_resp
+
+
+@torch.no_grad()
+def low_rank_e_step(model: LowRank, train: PairData) -> None:
+    """Every training user's MAP weights, then the population prior (their mean and
+    covariance) and the bank from them, so validation during training scores the inference
+    used afterwards."""
+    w = model.user_weights(train)
+    ws = w[_has_pairs(train, w.device)]
+    model.prior_mean.copy_(ws.mean(0))
+    if len(ws) > 1:
+        model.prior_cov.copy_(torch.cov(ws.T).reshape(model.config.rank, model.config.rank))
+    model.train_weights = w
+    model.bank.fill(ws, seed=0)  # seeded, so the bank does not depend on the epoch
+
+
+class MixtureEM(_NoOp):
+    """The E-step of the mixture's EM before every epoch."""
+
+    def on_epoch_start(self, model: RewardModel, train: PairData,
+                       rng: np.random.Generator) -> None:
+        mixture_e_step(model, train)  # type: ignore[arg-type]
+
+
+class LowRankEM(_NoOp):
+    """The E-step before every epoch, and once more for the restored best basis (so the saved
+    prior and bank match the saved basis exactly)."""
+
+    def on_epoch_start(self, model: RewardModel, train: PairData,
+                       rng: np.random.Generator) -> None:
+        low_rank_e_step(model, train)  # type: ignore[arg-type]
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None) -> dict[str, float]:
+        low_rank_e_step(model, train)  # type: ignore[arg-type]
+        return {}
+
+
+class VPLBankRefinement(_NoOp):
+    """Fill VPL's latent bank from the training users and, with bank inference, refine the
+    decoder (`VPLConfig.refine_epochs`, guarded by `validate` when given)."""
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None) -> dict[str, float]:
+        assert isinstance(model, VPL)
+        vpl_refine.fill_bank(model, train, cfg.context_size, cfg.seed)
+        if model.inference == "bank" and model.config.refine_epochs > 0:
+            return vpl_refine.refine(model, train, model.config.refine_epochs, cfg.seed,
+                                     validate=validate)
+        return {}
+
+
+CALLBACKS: dict[type[RewardModel], Callable[[], list[Callback]]] = {
+    Mixture: lambda: [MixtureEM()],
+    LowRank: lambda: [LowRankEM()],
+    VPL: lambda: [VPLBankRefinement()],
+}
+
+
+def callbacks_for(model: RewardModel) -> list[Callback]:
+    """The default training phases of a model (by its class or a base class); none for most."""
+    for cls in type(model).__mro__:
+        if cls in CALLBACKS:
+            return CALLBACKS[cls]()
+    return []
