@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
+# real data sets (relabeled HH-RLHF, ...) live beside the repository, outside the package
+export VPL_DATA_DIR ?= $(abspath ../shared/data)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_bench.py --out benchmarks/results/core.md
 	$(BIN)/vpl bench --suite quick --out benchmarks/results/bench-quick

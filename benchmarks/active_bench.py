@@ -283,7 +283,7 @@ def main() -> None:
     args.strategies = ["random"] + [s for s in args.strategies if s != "random"]
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from vpl.bench import git_commit
+    from vpl.experiments.report import git_commit
 
     args.commit = git_commit()  # before any output is written
     t0 = time.perf_counter()

@@ -146,7 +146,7 @@ def main() -> None:
 
         args.iql_steps = IQLSettings.steps
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from vpl.bench import git_commit
+    from vpl.experiments.report import git_commit
 
     commit = git_commit()  # before any output is written
     t0 = time.perf_counter()

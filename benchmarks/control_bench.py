@@ -105,10 +105,9 @@ def table(runs: list[dict[str, Any]], goals: int, rewards: list[str]) -> str:
 
 def plot_curves(runs: list[dict[str, Any]], rewards: list[str], path: Path) -> None:
     """Success rate against IQL steps (mean over seeds), one panel per goal count."""
-    import matplotlib
+    from vpl.experiments.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     goal_counts = sorted({r["goals"] for r in runs})
     fig, axes = plt.subplots(1, len(goal_counts), figsize=(5.5 * len(goal_counts), 4),
@@ -160,8 +159,8 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="default: next to --out, *_curve.png")
     args = p.parse_args()
 
-    from vpl.bench import git_commit
     from vpl.control.policy import IQLSettings
+    from vpl.experiments.report import git_commit
     from vpl.models import REGISTRY
 
     commit = git_commit()  # before any output is written

@@ -13,7 +13,7 @@ Usage: python benchmarks/core_bench.py [--out benchmarks/results/core.md] [--ski
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,19 +23,13 @@ from vpl.data.io import write_jsonl
 from vpl.data.pets import generate_pets
 from vpl.embed import DEFAULT_ENCODER, EmbeddingCache, SentenceEncoder
 from vpl.evaluate import evaluate_pairs
-from vpl.pipeline import load_pairs, train_run
+from vpl.experiments.prepare import load_pairs
+from vpl.experiments.report import git_commit
+from vpl.experiments.runs import train_run
 
-HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "relabeled_hh_rlhf"
-
-
-def commit() -> str:
-    """Short hash of the measured commit (with +dirty when the tree has changes)."""
-    try:
-        h = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-        dirty = subprocess.call(["git", "diff", "--quiet", "HEAD"]) != 0
-        return h + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+HH = Path(os.environ.get("VPL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+          ) / "relabeled_hh_rlhf"
+"""Real data: `$VPL_DATA_DIR`, else `../shared/data` beside this checkout."""
 
 
 def pets_table(work: Path) -> list[str]:
@@ -104,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        parts = [f"Measured on commit `{commit()}`, 2 CPU cores, default encoder "
+        parts = [f"Measured on commit `{git_commit()}`, 2 CPU cores, default encoder "
                  f"`{DEFAULT_ENCODER}` (items projected as `vpl train` does).", "",
                  *pets_table(work), ""]
         if HH.exists() and not args.skip_hh:

@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("VPL_CACHE_DIR", tempfile.mkdtemp(prefix="vpl-test-cache-"))
 
+from vpl.embed.offline import offline_defaults  # noqa: E402
+
+offline_defaults()  # before any test module imports a Hugging Face library
+
 from vpl.data.pairs import PairData  # noqa: E402
 
 

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from vpl.bench import SUITES, _ci, aggregate
 from vpl.cli import main
+from vpl.experiments.report import aggregate
+from vpl.experiments.suites import SUITES
+from vpl.stats import t_halfwidth as _ci
 
 
 def test_ci_matches_t_interval():
@@ -81,7 +83,7 @@ def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
 
 
 def test_on_request_variants_stay_out_of_the_suites():
-    from vpl.bench import ALL_MODELS, MODEL_VARIANTS
+    from vpl.experiments.suites import ALL_MODELS, MODEL_VARIANTS
 
     assert MODEL_VARIANTS["vpl-linear"] == ("vpl", {"layers": 1, "latent_dim": 4})
     assert MODEL_VARIANTS["vpl-mlp"] == ("vpl", {"layers": 2})

@@ -121,7 +121,7 @@ def _fmt(x: float | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vpl.pipeline import train_run
+    from vpl.experiments.runs import train_run
 
     m = train_run(args.data, args.model, args.out, train_config=_train_config(args),
                   model_options=parse_model_options(args.option), fields=_fields(args),
@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vpl.checkpoint import load_model
     from vpl.evaluate import evaluate_pairs
-    from vpl.pipeline import load_pairs
+    from vpl.experiments.prepare import load_pairs
 
     model = load_model(args.run)
     data = load_pairs(args.data, args.run, fields=_fields(args) if _fields_given(args) else None,
@@ -170,14 +170,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vpl.demo import run_demo
+    from vpl.experiments.demo import run_demo
 
     run_demo(args.out, seed=args.seed, epochs=args.epochs)
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vpl.bench import run_bench
+    from vpl.experiments.bench import run_bench
 
     run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
               datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet,
@@ -259,13 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="directory for report.md, results.json, PNGs")
     b.add_argument("--seeds", type=int, default=None, help="override the suite's seed count")
     b.add_argument("--models", nargs="+", default=None,
-                   help="subset of models (default: the suite's); see vpl.bench.MODEL_VARIANTS")
+                   help="subset of models (default: the suite's); see vpl.experiments.suites.MODEL_VARIANTS")
     b.add_argument("--datasets", nargs="+", default=None,
                    help="subset of the suite's datasets by name, e.g. personas-continuous")
     b.add_argument("--jobs", type=int, default=0,
                    help="worker processes (default: one per CPU core)")
     b.add_argument("--hh-data", default=None,
-                   help="relabeled HH-RLHF directory (default: ../shared/data beside the repo)")
+                   help="relabeled HH-RLHF directory (default: $VPL_DATA_DIR/relabeled_hh_rlhf; "
+                        "skipped when absent)")
     b.add_argument("--embed-model", default=None,
                    help="sentence encoder: a local sentence-transformers directory or the bundled "
                         "default; append #layers for layer-pooled vectors (default: "
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vpl` console script."""
+    from vpl.embed.offline import offline_defaults
+
+    offline_defaults()  # first: the command modules may import Hugging Face libraries
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

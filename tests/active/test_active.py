@@ -261,7 +261,7 @@ def test_queries_to_reach() -> None:
 
 
 def test_cli_round_trip(trained, linear_users, tmp_path, monkeypatch, capsys) -> None:
-    import vpl.pipeline
+    import vpl.experiments.prepare
     from vpl.checkpoint import save_model
     from vpl.cli import main
 
@@ -269,7 +269,7 @@ def test_cli_round_trip(trained, linear_users, tmp_path, monkeypatch, capsys) ->
     run = tmp_path / "run"
     save_model(trained, run)
     small = test.subset(np.flatnonzero(test.user < 4))
-    monkeypatch.setattr(vpl.pipeline, "load_pairs", lambda path, run_dir=None, **kw: small)
+    monkeypatch.setattr(vpl.experiments.prepare, "load_pairs", lambda path, run_dir=None, **kw: small)
     for strategy in ("random", "info-gain"):
         rc = main(["active", "--run", str(run), "--data", "unused.jsonl", "--strategy", strategy,
                    "--budget", "4", "--eval-pairs", "10", "--json", "--quiet"])

@@ -1,12 +1,9 @@
 import gzip
 import json
 
-import numpy as np
 import pytest
 
-from vpl.data.contexts import sample_contexts, training_batches
 from vpl.data.io import FieldMap, load_records, records_from_dataset, write_jsonl
-from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison, DataError
 from vpl.data.split import Split, make_split
 
@@ -125,36 +122,3 @@ def test_split_is_reproducible_and_saved(tmp_path):
 def test_split_with_few_users_holds_out_pairs_only():
     s = make_split(_records(n_users=2), seed=0)
     assert s.test_users == [] and len(s.heldout_pairs) == 4
-
-
-def _pairdata(n_users=3, per_user=6):
-    user = np.repeat(np.arange(n_users), per_user)
-    n = len(user)
-    return PairData(items=np.eye(2 * n, dtype=np.float32), user=user, chosen=np.arange(n),
-                    rejected=np.arange(n, 2 * n), users=[f"u{i}" for i in range(n_users)])
-
-
-def test_context_never_contains_the_pair_and_stays_within_user():
-    data = _pairdata()
-    rng = np.random.default_rng(0)
-    ctx = sample_contexts(data, np.arange(len(data)), data, 4, rng)
-    for p, row in enumerate(ctx):
-        row = row[row >= 0]
-        assert len(row) == 4 and p not in row
-        assert (data.user[row] == data.user[p]).all()
-    # more than available: padded with -1
-    ctx = sample_contexts(data, np.arange(len(data)), data, 10, rng)
-    assert ctx.shape == (18, 10) and ((ctx >= 0).sum(1) == 5).all()
-
-
-def test_training_batches_cover_every_pair_once_and_contexts_exclude_targets():
-    data = _pairdata(n_users=4, per_user=12)
-    rng = np.random.default_rng(0)
-    seen = []
-    for b in training_batches(data, users_per_batch=3, targets_per_user=4, context_size=5, rng=rng):
-        for i in range(b.chosen.shape[0]):
-            t = b.chosen[i][b.target_mask[i]].argmax(-1).tolist()
-            c = b.ctx_chosen[i][b.ctx_mask[i]].argmax(-1).tolist()
-            assert not set(t) & set(c)
-            seen += t
-    assert sorted(seen) == list(range(len(data)))

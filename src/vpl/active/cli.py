@@ -91,10 +91,9 @@ def save_results(out: Path, strategy: str, result: dict[str, Any],
 def plot_curves(strategies: dict[str, dict[str, Any]], path: Path,
                 ylabel: str = "accuracy on held-out pairs") -> None:
     """Mean curve with 95% CI band of every strategy."""
-    import matplotlib
+    from vpl.experiments.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, res in sorted(strategies.items()):
@@ -144,7 +143,7 @@ def cmd_active(args: argparse.Namespace) -> int:
     """Run one strategy over the unseen users, print and save the curves."""
     from vpl.active.session import run_active
     from vpl.checkpoint import load_model
-    from vpl.pipeline import load_pairs
+    from vpl.experiments.prepare import load_pairs
 
     run_dir = Path(args.run)
     if (run_dir / "policy" / "policy.json").exists():

@@ -10,7 +10,6 @@ recorded after 0, 1, ..., budget answers.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from vpl.active.acquisition import (
 )
 from vpl.data.pairs import PairData
 from vpl.models.base import Posterior, RewardModel
+from vpl.stats import mean_ci
 
 log = logging.getLogger(__name__)
 
@@ -242,14 +242,6 @@ class ActiveResult:
             "select_ms_median": float(np.median(self.select_ms)) if self.select_ms else None,
             "config": self.config,
         }
-
-
-def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """95% normal-approximation confidence interval of the mean along `axis`."""
-    m = values.mean(axis)
-    n = values.shape[axis]
-    half = 1.96 * values.std(axis, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(m)
-    return m - half, m + half
 
 
 def queries_to_reach(curve: np.ndarray | list[float], target: float) -> int | None:

@@ -51,9 +51,7 @@ class IQLSettings:
     hidden: int = 0
     """Width of the two hidden layers of every network; 0 picks it from the number of goals
     (`for_goals`): 64 per goal, at least 128. One network must hold every user's value
-    function. On the 4-goal maze (seed 1, 20,000 steps, exploratory, commit e9f9913) width
-    256 raised the oracle from 0.79 to 0.93 and VPL-SPO from 0.37 to 0.54 (seed 0: 0.53 ->
-    0.58), at twice the training time; 2 goals keep 128, which the 2-goal tables use."""
+    function, so more goals need wider networks (evidence: docs/models.md)."""
     gamma: float = 0.99
     """Discount."""
     tau: float = 0.005
@@ -71,18 +69,14 @@ class IQLSettings:
     """Actor and critic learning rate."""
     actor_cosine: bool = True
     """Anneal the actor's learning rate to zero over `steps` with a cosine schedule, as the IQL
-    paper does; without it the final policy's success swings by 10-20 points between
-    evaluations a few thousand steps apart."""
+    paper does; without it the final policy's success swings between evaluations."""
     latent_scale: str = "whiten"
     """How latents become the networks' input (`latent_projection`): `whiten` projects them
     onto their principal components with at least 2 % of the variance, each scaled to unit
     variance, and drops the rest (posterior noise); `global` divides every dimension by one
     common scale; `per-dim` standardizes each dimension, blowing the noise up to unit size.
-    A goal whose latents differ from another's only along a weak direction (4 goals: A and D,
-    the third component with 4 % of the variance) is as far from it as any other goal after
-    whitening. Same reward models (seeds 0-2 of commit 49c3d9d, exploratory): VPL-SPO 2 goals
-    0.99 / 0.84 / 0.88 against 0.915 / 0.75 / 0.87 with `global`, 4 goals 0.665 / 0.64 / 0.51
-    against 0.58 / 0.54 / 0.54. Earlier, `global` beat `per-dim` on 2 goals (0.775 vs 0.72)."""
+    A goal whose latents differ from another's only along a weak direction is as far from it
+    as any other goal after whitening (evidence: docs/models.md)."""
     eval_every: int = 2000
     """Steps between evaluations for the success-vs-steps curve (0: only at the end)."""
     seed: int = 0

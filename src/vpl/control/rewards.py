@@ -65,13 +65,9 @@ class RewardConfig:
     vpl_variant: str = "default"
     """VPL configuration: `default` (the library's VPL defaults: z sets a per-user head on
     reward features) or `concat` (z concatenated to the state features, attention pooling,
-    target-only likelihood: the paper's setup). With bank inference, label noise 0.05 and
-    128-wide policies (`control_bench.py --rewards vpl-spo`, 3 seeds) `default` reaches
-    VPL-SPO success 84.5 on 2 goals (commit e9f9913; concat 86.3 at 868f370; oracle 93.2) and
-    46.2 on 4 goals (commit f4cf6fb; concat 23.7 at 868f370; oracle 69.6): `concat`'s latent
-    tells only two groups of goals apart (0.45 of 4-goal test users identified on seed 0,
-    `default` 0.85). `default` also trains about 6x faster
-    and makes active query selection cheaper (no MLP pass per latent particle)."""
+    target-only likelihood: the paper's setup). `default` tells more goals apart, trains
+    faster and makes active query selection cheaper (no MLP pass per latent particle);
+    evidence: docs/models.md."""
     inference: str = "bank"
     """How VPL infers a user's latent (`VPLConfig.inference`): `bank` (the training users'
     latents reweighted by the likelihood of the user's queries, then the decoder refinement)
@@ -80,10 +76,8 @@ class RewardConfig:
     """VPL's label-noise (lapse) rate, `VPLConfig.label_noise`: the probability that a label
     is flipped whatever the reward difference. 0.05 is the simulated users' flip rate
     (`MazeDataConfig.noise`). With plain Bradley-Terry (0) one flipped label on a pair of
-    distant states outweighs several correct ones, and a user is misidentified: on seed 1,
-    2 of 5 goal-B test users, where bank inference with 0.05 identifies all 10 test users (a
-    Bayes classifier on the true distances, with the true flip rate, identifies all 30 test
-    users of seeds 0-2 with probability >= 0.95; exploratory script, commit 868f370)."""
+    distant states outweighs several correct ones, and a user is misidentified (evidence:
+    docs/models.md)."""
     seed: int = 0
     """Training seed."""
 

@@ -199,10 +199,9 @@ def _draw_walls(ax: Any, maze: Maze) -> None:
 def plot_reward_maps(maze: Maze, fn: LearnedReward | None, latents: list[np.ndarray],
                      path: Path, title: str = "", resolution: int = 8) -> None:
     """Per goal: learned reward under a test user's latent (left) beside the true one (right)."""
-    import matplotlib
+    from vpl.experiments.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     h, w = maze.shape
     xs = (np.arange(w * resolution) + 0.5) / resolution
@@ -229,10 +228,9 @@ def plot_reward_maps(maze: Maze, fn: LearnedReward | None, latents: list[np.ndar
 def plot_rollouts(maze: Maze, paths: dict[int, np.ndarray], path: Path, title: str = "",
                   per_goal: int = 6) -> None:
     """Example evaluation trajectories, one panel per goal."""
-    import matplotlib
+    from vpl.experiments.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     g_count = len(paths)
     fig, axes = plt.subplots(1, g_count, figsize=(4.2 * g_count, 3.6), squeeze=False)

@@ -119,6 +119,9 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _iter_hf(path: Path, split: str | None) -> Iterator[tuple[int, Any]]:
+    from vpl.embed.offline import offline_defaults
+
+    offline_defaults()
     import datasets
 
     ds = datasets.load_from_disk(str(path))

@@ -10,6 +10,7 @@ from vpl.embed.encoder import (
     embed_comparisons,
     split_response,
 )
+from vpl.embed.offline import offline_defaults
 from vpl.embed.projection import Projection, fit_pca
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "default_cache_path",
     "embed_comparisons",
     "fit_pca",
+    "offline_defaults",
     "split_response",
 ]

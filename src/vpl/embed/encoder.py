@@ -17,6 +17,7 @@ import numpy as np
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.embed.cache import EmbeddingCache, text_key
+from vpl.embed.offline import offline_defaults
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,8 @@ mean over tokens of every hidden state of the transformer (its embedding layer a
 each scaled to unit norm, concatenated and divided by sqrt(number of states), so the vector has
 unit norm and (1 + blocks) x width dimensions (2,688 for MiniLM). The sentence embedding keeps
 only what the last block and the model's training objective (semantic similarity) keep; style
-attributes such as length, formality or caution survive better in the lower layers. Linear
-probe on Personas (4 attributes, responses to unseen questions, exploratory): 0.981 mean
-accuracy with `layers`, 0.878 with the sentence embedding (detail 0.962 vs 0.762)."""
+attributes such as length, formality or caution survive better in the lower layers
+(measurements: docs/models.md, "Evidence behind the defaults")."""
 
 DEFAULT_ENCODER = DEFAULT_MODEL + LAYERS_SUFFIX
 """The encoder that `vpl train`, `vpl bench` and the pipeline use unless told otherwise:
@@ -87,6 +87,7 @@ class SentenceEncoder:
     def model(self):
         """The underlying SentenceTransformer (loaded on first use)."""
         if self._model is None:
+            offline_defaults()  # before sentence-transformers imports the Hugging Face libraries
             from sentence_transformers import SentenceTransformer
 
             try:

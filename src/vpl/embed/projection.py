@@ -10,10 +10,8 @@ The reduced space is then turned by a fixed random rotation (seeded). Adam is no
 invariant: in the principal-component basis each coordinate carries one direction, ordered by
 variance, and per-coordinate step sizes then move the weights on low-variance directions as fast
 as those on high-variance ones. In the raw vectors, as after a random rotation, every direction
-is spread over many coordinates. Personas continuous, layer-pooled MiniLM, seed 0, K=8
-(exploratory): `low-rank` 0.887 on the raw 5,376-d items, 0.878 on 768 principal components,
-0.887 on the same components rotated; `btl-head` 0.821 unrotated, 0.873 rotated (0.864 raw at
-commit 76e7613).
+is spread over many coordinates (measurements: docs/models.md, "Text vectors" and "Evidence
+behind the defaults").
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from pathlib import Path
 from vpl.checkpoint import load_model
 from vpl.data.io import atomic_write_text, write_jsonl
 from vpl.evaluate import evaluate_pairs
-from vpl.pipeline import load_pairs, train_run
+from vpl.experiments.prepare import load_pairs
+from vpl.experiments.runs import train_run
 from vpl.train import TrainConfig
 
 DEMO_MODELS = ("btl", "vpl")

@@ -19,75 +19,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vpl.checkpoint import save_model
 from vpl.data.io import FieldMap, atomic_write_text, load_records
 from vpl.data.pairs import PairData
-from vpl.data.schema import Comparison
-from vpl.data.split import Split, make_split
-from vpl.embed import (
-    DEFAULT_ENCODER,
-    DEFAULT_ITEM_DIM,
-    SentenceEncoder,
-    embed_comparisons,
-)
-from vpl.embed.projection import PROJECTION, Projection, fit_if_wider
+from vpl.data.split import make_split
+from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM
+from vpl.embed.projection import PROJECTION
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
+from vpl.experiments.prepare import embed_parts, get_encoder
 from vpl.models import RewardModel, build_for
 from vpl.train import TrainConfig, TrainResult, fit, seed_everything
 
 log = logging.getLogger(__name__)
 
 FEW_SHOT_K = (0, 1, 2, 4, 8, 16)
-
-_ENCODERS: dict[str, SentenceEncoder] = {}
-
-
-def get_encoder(model: str = DEFAULT_ENCODER, *, progress: bool = True) -> SentenceEncoder:
-    """A shared, lazily loaded sentence encoder per model name (with the disk cache)."""
-    if model not in _ENCODERS:
-        _ENCODERS[model] = SentenceEncoder(model, progress=progress)
-    return _ENCODERS[model]
-
-
-def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The `run.json` of a run directory."""
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a vpl run directory (no run.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_pairs(path: str | os.PathLike | Sequence[str | os.PathLike],
-               run_dir: str | os.PathLike | None = None, *, fields: FieldMap | None = None,
-               on_error: str = "abort", embed_model: str | None = None,
-               progress: bool = True) -> PairData:
-    """Load comparisons from files and embed them; with `run_dir`, with the run's encoder and
-    item projection, so the vectors are the ones its model was trained on."""
-    run = read_run(run_dir) if run_dir is not None else {}
-    if fields is None and "fields" in run:
-        fields = FieldMap(**run["fields"])
-    records, _ = load_records(path, fields, on_error=on_error)
-    # runs from before the default encoder changed record theirs, so `run.get` finds it
-    encoder = get_encoder(embed_model or run.get("embed_model", DEFAULT_ENCODER),
-                          progress=progress)
-    data = embed_comparisons(records, encoder)
-    if run_dir is not None and (Path(run_dir) / PROJECTION).exists():
-        data = Projection.load(Path(run_dir) / PROJECTION).apply(data)
-    return data
-
-
-def _pick(records: list[Comparison], keep: set[str]) -> np.ndarray:
-    return np.array([i for i, r in enumerate(records) if r.key in keep], dtype=np.int64)
-
-
-def split_pairs(records: list[Comparison], data: PairData, split: Split
-                ) -> tuple[PairData, PairData, PairData]:
-    """(train, held-out pairs of seen users, unseen users' pairs) as views of `data`."""
-    train, val, test = split.partition(records)
-    return tuple(data.subset(_pick(records, {r.key for r in part}))
-                 for part in (train, val, test))  # type: ignore[return-value]
 
 
 def few_shot_curve(model: RewardModel, targets: PairData, pool: PairData | None = None,
@@ -130,15 +75,14 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     t0 = time.perf_counter()
     records, report = load_records(paths, fields, on_error=on_error)
-    encoder = get_encoder(embed_model, progress=progress)
-    pairs = embed_comparisons(records, encoder)
     split = make_split(records, test_users=test_users, heldout_pairs=heldout_pairs,
                        seed=cfg.seed)
-    train, val, test = split_pairs(records, pairs, split)
-    projection = fit_if_wider(train, item_dim)
-    if projection is not None:
-        pairs = projection.apply(pairs)
-        train, val, test = split_pairs(records, pairs, split)
+    parts = dict(zip(("train", "val", "test"), ((0, p) for p in split.partition(records)),
+                     strict=True))
+    p, (pairs,), projection = embed_parts([records], parts, get_encoder(embed_model,
+                                                                        progress=progress),
+                                          item_dim)
+    train, val, test = p["train"], p["val"], p["test"]
     t_embed = time.perf_counter() - t0
     seed_everything(cfg.seed)
     model = build_for(model_name, train, **(model_options or {}))

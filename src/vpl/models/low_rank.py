@@ -49,7 +49,10 @@ from vpl.models.solvers import newton_map
 
 @dataclass(frozen=True)
 class LowRankConfig:
-    """Basis rewards, the per-user weight fits and their priors."""
+    """Basis rewards, the per-user weight fits and their priors.
+
+    The measurements behind the defaults are in docs/models.md, "Evidence behind the defaults".
+    """
 
     rank: int = 8
     """B: number of basis rewards (the size of a user's weight vector)."""
@@ -69,8 +72,9 @@ class LowRankConfig:
     inference: str = "bank"
     """How a new user's weights are inferred from their context: `bank` (the training users'
     weights reweighted by the context likelihood) or `map` (MAP under the Gaussian fitted to
-    the training users' weights; Laplace posterior). `vpl bench --suite full`, K=8, 3 seeds:
-    see the README (the bank is ahead on Personas 4 types, where users come in clusters)."""
+    the training users' weights; Laplace posterior). `bank` is the default: its prior is the
+    population itself, so it represents users who come in clusters, which one Gaussian
+    cannot."""
     bank_size: int = 2048
     """Most training users' weights kept in the bank (a seeded random subset beyond)."""
 

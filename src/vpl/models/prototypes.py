@@ -62,7 +62,10 @@ POINT_LOGVAR = -27.6  # log(1e-12): a point estimate has no posterior spread
 
 @dataclass(frozen=True)
 class PrototypesConfig:
-    """Shared item features, M prototypes, and the per-user inner fit."""
+    """Shared item features, M prototypes, and the per-user inner fit.
+
+    The measurements behind the defaults are in docs/models.md, "Evidence behind the defaults".
+    """
 
     prototypes: int = 4
     """M: number of prototype ideal points."""
@@ -78,7 +81,7 @@ class PrototypesConfig:
     """Step size of those inner steps."""
     l2: float = 0.01
     """L2 pull of the mixture logits toward 0 (the uniform mixture); weak, because the few
-    steps from alpha = 0 already regularize (0.1 and 1.0 fitted the 2-type test problem worse)."""
+    steps from alpha = 0 already regularize."""
 
 
 @register("prototypes")

@@ -44,7 +44,10 @@ from vpl.models.layers import PairEncoder, SetEncoder, mlp
 
 @dataclass(frozen=True)
 class VPLConfig:
-    """Encoder q(z | context) and latent-conditioned reward r(x, z)."""
+    """Encoder q(z | context) and latent-conditioned reward r(x, z).
+
+    The measurements behind the defaults are in docs/models.md, "Evidence behind the defaults".
+    """
 
     latent_dim: int = 16
     """Size of the user latent z."""
@@ -54,19 +57,16 @@ class VPLConfig:
     """Hidden layers of the reward MLP and the pair encoder. In `head` mode the reward features
     phi(x) have `layers - 1` hidden layers, so 1 (default) makes them linear in the item
     vector: every user's reward is then linear in x, along a direction that z sets, as in the
-    low-rank model. On layer-pooled MiniLM vectors projected to 768 dims (the default
-    encoder), seed 0, K=8, exploratory: Personas continuous 0.881 with 1 against 0.845 with 2
-    (the nonlinear features fit the training questions and lose on new ones), 4 types 0.976
-    against 0.982. The maze sets 2 (`vpl.control.rewards.RewardConfig.layers`)."""
+    low-rank model. Nonlinear features fit the training questions more closely and can lose on
+    new ones. The maze sets 2 (`vpl.control.rewards.RewardConfig.layers`)."""
     set_encoder: str = "mean"
     """How a user's comparisons are pooled: `attention` (seeded self-attention) or `mean`."""
     heads: int = 4
     """Attention heads in the set encoder."""
     beta: float = 0.001
     """Weight of KL(q || prior) relative to the mean per-pair NLL (times the annealing factor).
-    0.01 pulled the posterior means toward the prior hard enough to cost accuracy: personas-4,
-    unseen users, K=8, seeds 0-2: 0.833 / 0.840 / 0.847 with 0.01 vs 0.852 / 0.851 / 0.853
-    with 0.001 (0.0001 and 0 gave 0.850 and 0.845 on seed 0; personas-continuous unchanged)."""
+    Kept small: a larger weight pulls the posterior means toward the prior hard enough to cost
+    accuracy on new users."""
     free_bits: float = 0.0
     """Per-dimension KL floor in nats; > 0 guards against posterior collapse."""
     latent_mode: str = "head"
@@ -92,10 +92,7 @@ class VPLConfig:
     context under every bank latent is one matrix product on shared features, and `amortized`
     in `concat` mode, where it runs the whole reward MLP once per bank latent (too slow for
     evaluating thousands of pairs on a CPU). `bank` falls back to `amortized` while the bank is
-    empty (during training, so early stopping sees the encoder). `vpl bench --suite full`,
-    K=8, 3 seeds, commit da56fde (bank without `refine_epochs`): Personas 4 types 0.869 with
-    `bank` vs 0.850 `amortized`, continuous 0.776 vs
-    0.771, 2 types 0.873 vs 0.882, Pets full 0.955 vs 0.953."""
+    empty (during training, so early stopping sees the encoder)."""
     label_noise: float = 0.0
     """Probability that a label is flipped whatever the reward difference (a lapse rate; see
     `vpl.losses.preference_log_likelihood`), in training, in bank inference and in predicted
@@ -103,9 +100,7 @@ class VPLConfig:
     difference outweigh several correct ones when a user's latent is inferred from a few
     pairs. The maze, whose simulated users flip 5 % of labels, uses 0.05
     (`vpl.control.rewards.RewardConfig`). Text keeps 0: Personas labels are not flipped, and
-    0.05 helped the continuous population but hurt 4 types (K=8, seeds 0 / 2, exploratory
-    runs at commit ccb403c: continuous 0.767 -> 0.780, 0.770 -> 0.779; 4 types 0.887 -> 0.875,
-    0.890 -> 0.866)."""
+    a lapse rate there helps one population of users while it hurts another."""
     bank_size: int = 2048
     """Most latents kept in the latent bank (one per training user by default)."""
     refine_epochs: int = 5
@@ -113,12 +108,10 @@ class VPLConfig:
     users (see `refine` and `refine_latents`). The decoder was trained under latents the
     encoder inferred from small random contexts (0-8 pairs, some of them misidentified);
     refinement retrains it under each user's latent fitted to *all* of the user's pairs, and
-    those latents become the bank. The training loop's validation set guards it: the epoch with the best validation
-    accuracy is kept, or none. `vpl bench --suite full`, K=8, 3 seeds, without (commit f98b03f)
-    -> 5 unguarded epochs (41e042f) -> guarded (ccb403c): Personas 4 types 0.869 -> 0.883 ->
-    0.882, 2 types 0.873 -> 0.886 -> 0.878, continuous 0.776 -> 0.784 -> 0.782, Pets full
-    0.955 -> 0.964 -> 0.963, relabeled HH 0.536 -> 0.524 -> 0.533 (NLL on 4 types 0.478 ->
-    0.544 -> 0.538: sharper, less calibrated); these used the `bank` E-step. 0 turns it off."""
+    those latents become the bank. The training loop's validation set guards it: the epoch
+    with the best validation accuracy is kept, or none. Refinement usually raises accuracy on
+    new users and makes the predicted probabilities sharper, a little less calibrated. 0 turns
+    it off."""
     refine_lr: float = 3e-4
     """Adam learning rate of the decoder refinement."""
     refine_latents: str = "auto"
@@ -127,17 +120,12 @@ class VPLConfig:
     likelihood), once, before the first epoch. `map`: the MAP latent under the prior N(0, I),
     refitted before every epoch (EM); in `head` mode the logit is linear in z, so this is a
     Z-dimensional logistic regression per user, solved by Newton's method. `map` does not rely
-    on the encoder, so it recovers where the encoder's latent collapsed. Relabeled HH (two
-    users, weak pair signal), K=8, seeds 0-2, exploratory (working tree on commit a97b93e):
-    `bank` 0.536 / 0.556 / 0.524 with 1 / 4 / 0 active units (seed 2 fully collapsed), `map`
-    0.600 / 0.556 / 0.587 with 15 / 4 / 13 (seed 1: refinement rejected by validation, as
-    with `bank`); Personas 4 types seed 0 unchanged (0.976).
+    on the encoder, so it recovers where the encoder's latent collapsed (as it can on data
+    with few users and a weak signal per pair).
     `auto` (default) in `head` mode without `label_noise`: both from the same start, keeping
     the one with the better validation accuracy (`bank` on ties; `map` when training has no
     validation set); `bank` otherwise. Where the encoder works, MAP latents under N(0, I)
-    can be a little worse than the bank's: Personas continuous, seeds 0-2, `map` 0.877 /
-    0.868 / 0.868 against `bank` 0.881 / 0.873 / 0.868 (exploratory, same working tree;
-    `bank` seed 0 from the full suite at commit ae562f9)."""
+    can be a little worse than the bank's, hence the choice by validation."""
     refine_steps: int = 8
     """Newton steps of each MAP latent fit (`refine_latents` `map`)."""
 

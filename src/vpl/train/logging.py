@@ -1,7 +1,7 @@
 """Metric loggers for long runs: a protocol whose default does nothing, and adapters.
 
 `make_logger("tensorboard:DIR")` or `make_logger("wandb:PROJECT")` builds an adapter; the
-libraries are imported only then (optional extras `vpl[tensorboard]`, `vpl[wandb]`).
+libraries are imported only then (optional extras `vpl-rlhf[tensorboard]`, `vpl-rlhf[wandb]`).
 """
 
 from __future__ import annotations

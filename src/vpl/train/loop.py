@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimization settings shared by all models."""
+    """Optimization settings shared by all models.
+
+    The measurements behind the defaults are in docs/models.md, "Evidence behind the defaults".
+    """
 
     epochs: int = 60
     """Maximum passes over the training pairs."""
@@ -47,11 +50,8 @@ class TrainConfig:
     """Stop after this many epochs without a better validation accuracy; None: 20 for models
     that read a user's context, 10 for those that do not (`RewardModel.uses_context`).
     Personalized models can climb slowly or plateau before their user representation comes
-    into use: on Personas 4 types (seed 0), patience 10 would have stopped `btl-head` at epoch
-    24 with the best at 14 (20: best 42) and `low-rank` at 33 (20: best 55); an early VPL
-    stopped on its plateau in 2 of 3 seeds (K=8 accuracy 0.793 / 0.796 vs 0.833 / 0.837).
-    Models without a context peak early: with 10, BTL, both DPL and `oracle-type` pick the same
-    best epoch as with 20 (0, 0, 0, 6), at half the wasted epochs."""
+    into use, and stop too early with a short patience; models without a context peak early,
+    and the shorter patience wastes fewer epochs after their best."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     seed: int = 0

@@ -1,0 +1,1 @@
+"""Experiments over the library: data preparation, training runs, benchmark suites, reports."""

@@ -1,0 +1,168 @@
+"""Data for every experiment: load or generate, embed, split by user, project item vectors.
+
+`load_pairs` embeds comparison files (with a run's encoder and projection when given one);
+`embed_parts` embeds record blocks and picks named splits out of them with one projection fitted
+on the training split; `prepare` does all of it for a benchmark dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpl.data.io import FieldMap, load_records, records_from_dataset
+from vpl.data.pairs import PairData
+from vpl.data.schema import Comparison
+from vpl.data.split import Split, make_split
+from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM, SentenceEncoder, embed_comparisons
+from vpl.embed.projection import PROJECTION, Projection, fit_if_wider
+from vpl.experiments.suites import BenchData
+
+DATA_DIR_ENV = "VPL_DATA_DIR"
+"""Environment variable naming the folder of real data sets (e.g. `../shared/data`)."""
+
+_ENCODERS: dict[str, SentenceEncoder] = {}
+
+
+def get_encoder(model: str = DEFAULT_ENCODER, *, progress: bool = True) -> SentenceEncoder:
+    """A shared, lazily loaded sentence encoder per model name (with the disk cache)."""
+    if model not in _ENCODERS:
+        _ENCODERS[model] = SentenceEncoder(model, progress=progress)
+    return _ENCODERS[model]
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path | None:
+    """The real-data folder: `path`, else `$VPL_DATA_DIR`, else None."""
+    path = path or os.environ.get(DATA_DIR_ENV)
+    return Path(path) if path else None
+
+
+def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The `run.json` of a run directory."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a vpl run directory (no run.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_pairs(path: str | os.PathLike | Sequence[str | os.PathLike],
+               run_dir: str | os.PathLike | None = None, *, fields: FieldMap | None = None,
+               on_error: str = "abort", embed_model: str | None = None,
+               progress: bool = True) -> PairData:
+    """Load comparisons from files and embed them; with `run_dir`, with the run's encoder and
+    item projection, so the vectors are the ones its model was trained on."""
+    run = read_run(run_dir) if run_dir is not None else {}
+    if fields is None and "fields" in run:
+        fields = FieldMap(**run["fields"])
+    records, _ = load_records(path, fields, on_error=on_error)
+    # runs from before the default encoder changed record theirs, so `run.get` finds it
+    encoder = get_encoder(embed_model or run.get("embed_model", DEFAULT_ENCODER),
+                          progress=progress)
+    data = embed_comparisons(records, encoder)
+    if run_dir is not None and (Path(run_dir) / PROJECTION).exists():
+        data = Projection.load(Path(run_dir) / PROJECTION).apply(data)
+    return data
+
+
+def pick(data: PairData, records: Sequence[Comparison], keep: Sequence[Comparison]) -> PairData:
+    """The pairs of `data` (embedded from `records`, in order) whose records are in `keep`."""
+    keys = {r.key for r in keep}
+    return data.subset(np.array([i for i, r in enumerate(records) if r.key in keys],
+                                dtype=np.int64))
+
+
+def split_pairs(records: list[Comparison], data: PairData, split: Split
+                ) -> tuple[PairData, PairData, PairData]:
+    """(train, held-out pairs of seen users, unseen users' pairs) as views of `data`."""
+    train, val, test = split.partition(records)
+    return pick(data, records, train), pick(data, records, val), pick(data, records, test)
+
+
+def embed_parts(blocks: Sequence[Sequence[Comparison]],
+                parts: Mapping[str, tuple[int, Sequence[Comparison]]], encoder: SentenceEncoder,
+                item_dim: int | None, *, fit_part: str = "train"
+                ) -> tuple[dict[str, PairData], list[PairData], Projection | None]:
+    """Embed each block of records once; item vectors wider than `item_dim` are projected onto
+    that many principal components of `fit_part`'s items (None or 0: never). Returns each named
+    part (block index, its records) picked out of its block, the blocks, and the projection."""
+    datas = [embed_comparisons(list(b), encoder) for b in blocks]
+    block, recs = parts[fit_part]
+    proj = fit_if_wider(pick(datas[block], blocks[block], recs), item_dim)
+    if proj is not None:
+        datas = [proj.apply(d) for d in datas]
+    out = {name: pick(datas[b], blocks[b], recs) for name, (b, recs) in parts.items()}
+    return out, datas, proj
+
+
+@dataclass
+class Prepared:
+    """Embedded splits of one dataset, ready for every model."""
+
+    name: str
+    train: PairData
+    val: PairData
+    test: PairData
+    test_pool_is_train: bool  # contexts of test pairs come from train (HH) or from test itself
+
+
+def _with_types(data: PairData) -> PairData:
+    """Declare each user its own type where the data declares none (HH: one per objective)."""
+    if data.user_types is not None and any(t is not None for t in data.user_types):
+        return data
+    return dataclasses.replace(data, user_types=list(data.users))
+
+
+def _hh_records(path: Path, seed: int) -> tuple[list[Comparison], list[Comparison]]:
+    """Relabeled HH-RLHF: (training pairs, held-out pairs of the same two users)."""
+    records, _ = load_records([path], FieldMap(user="objective"), on_error="skip")
+    split = make_split(records, test_users=0.0, heldout_pairs=0.2, seed=seed)
+    train_all, held_apart, _ = split.partition(records)
+    return train_all, held_apart
+
+
+def _generated_records(spec: BenchData, seed: int) -> tuple[list[Comparison], list[Comparison]]:
+    """Pets or Personas: (training file, test file of unseen users) as records."""
+    if spec.kind == "pets":
+        from vpl.data.pets import generate_pets as gen
+    else:
+        from vpl.data.personas import generate_personas as gen
+    train_rows, test_rows = gen(spec.variant, seed=seed, **spec.size)
+    train_all, _ = records_from_dataset(train_rows, FieldMap(), name=f"{spec.name}/train")
+    test_rec, _ = records_from_dataset(test_rows, FieldMap(), name=f"{spec.name}/test")
+    return train_all, test_rec
+
+
+def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
+            hh_path: str | os.PathLike | None = None, embed_model: str | None = None,
+            item_dim: int | None = DEFAULT_ITEM_DIM) -> Prepared | None:
+    """Generate or load, embed and split one dataset (None: its files are absent).
+    `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`)."""
+    if spec.kind in ("pets", "personas"):
+        train_all, test_rec = _generated_records(spec, seed)
+    elif spec.kind == "hh":
+        root = data_dir()
+        path = Path(hh_path) if hh_path else (root / "relabeled_hh_rlhf" if root else None)
+        if path is None or not path.exists():
+            return None
+        train_all, test_rec = _hh_records(path, seed)
+    else:
+        raise ValueError(f"unknown bench dataset kind {spec.kind!r}")
+    split = make_split(train_all, test_users=0.0, heldout_pairs=0.1, seed=seed)
+    train_rec, val_rec, _ = split.partition(train_all)
+    encoder = get_encoder(embed_model or DEFAULT_ENCODER, progress=progress)
+    if spec.kind == "hh":  # one block: the held-out pairs are of the training users
+        every = train_all + test_rec
+        parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (0, test_rec)}
+        p, _, _ = embed_parts([every], parts, encoder, item_dim)
+        p = {k: _with_types(v) for k, v in p.items()}
+        return Prepared(spec.name, p["train"], p["val"], p["test"], test_pool_is_train=True)
+    parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (1, test_rec)}
+    p, _, _ = embed_parts([train_all, test_rec], parts, encoder, item_dim)
+    return Prepared(spec.name, p["train"], p["val"], p["test"], test_pool_is_train=False)

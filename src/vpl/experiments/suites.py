@@ -1,0 +1,92 @@
+"""Benchmark suites: datasets x models x seeds, and the model variants they compare."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "btl": ("btl", {}),
+    "dpl-meanvar": ("dpl-meanvar", {}),
+    "dpl-categorical": ("dpl-categorical", {}),
+    "mixture": ("mixture", {}),
+    "prototypes": ("prototypes", {}),
+    "btl-head": ("btl-head", {}),
+    "low-rank": ("low-rank", {}),
+    "low-rank-map": ("low-rank", {"inference": "map"}),
+    "vpl": ("vpl", {}),
+    "vpl-amortized": ("vpl", {"inference": "amortized"}),
+    "vpl-attention": ("vpl", {"set_encoder": "attention"}),
+    "vpl-concat": ("vpl", {"latent_mode": "concat", "context_nll": 0.0}),
+    "vpl-linear": ("vpl", {"layers": 1, "latent_dim": 4}),
+    "vpl-mlp": ("vpl", {"layers": 2}),
+    "oracle-type": ("oracle-type", {}),
+}
+"""Bench names -> (registry name, options over the model's defaults). `vpl-concat` is the
+paper's formulation (z concatenated to the item, encoder on raw items), kept to show collapse.
+`vpl-amortized` infers z with the encoder alone, as the paper does (`vpl` uses the latent bank);
+`low-rank-map` infers a new user's weights by MAP under a Gaussian prior (`low-rank`: bank).
+`vpl-linear`: linear reward features (the default) with a 4-d latent, the low-rank model's
+structure; `vpl-mlp`: reward features with one hidden layer, the default until the encoder
+became layer-pooled vectors."""
+
+ON_REQUEST = ("vpl-amortized", "vpl-concat", "vpl-linear", "vpl-mlp")
+"""Variants that run only when `--models` names them. `vpl-concat` is among them: it shows the
+paper's formulation collapsing (docs/results.md) and costs a tenth of the full suite's training
+time."""
+
+ALL_MODELS = tuple(m for m in MODEL_VARIANTS if m not in ON_REQUEST)
+"""Every suite's default models."""
+
+MIN_USERS_FOR_CI = 5
+"""With fewer users (relabeled HH-RLHF has two), CIs are binomial over pairs instead."""
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """A dataset of a suite: a generator (pets, personas) or the relabeled HH-RLHF files."""
+
+    name: str
+    kind: str  # "pets" | "personas" | "hh"
+    variant: str = ""
+    size: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Datasets x models x seeds, the context sizes scored and training overrides."""
+
+    name: str
+    datasets: tuple[BenchData, ...]
+    models: tuple[str, ...] = ALL_MODELS
+    seeds: int = 3
+    ks: tuple[int, ...] = (0, 1, 2, 4, 8, 16)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+_SMALL = {"users_per_type": 30, "test_users_per_type": 10, "pairs_per_user": 40}
+SUITES: dict[str, Suite] = {
+    "tiny": Suite(
+        "tiny",
+        (BenchData("personas-2-tiny", "personas", "2",
+                   {"users_per_type": 6, "test_users_per_type": 3, "pairs_per_user": 12}),),
+        models=("btl", "vpl", "btl-head", "oracle-type"), seeds=1, ks=(0, 2, 4),
+        train={"epochs": 2}),
+    "quick": Suite(
+        "quick",
+        (BenchData("pets-controversial", "pets", "controversial", _SMALL),
+         BenchData("personas-4", "personas", "4", _SMALL),
+         BenchData("personas-continuous", "personas", "continuous",
+                   _SMALL)),
+        seeds=1),
+    "hh": Suite("hh", (BenchData("hh-relabeled", "hh"),), seeds=1, ks=(0, 4, 8, 16)),
+    "full": Suite(
+        "full",
+        (BenchData("pets-full", "pets", "full"),
+         BenchData("pets-controversial", "pets", "controversial"),
+         BenchData("personas-2", "personas", "2"),
+         BenchData("personas-4", "personas", "4"),
+         BenchData("personas-continuous", "personas", "continuous"),
+         BenchData("hh-relabeled", "hh")),
+        seeds=3),
+}
