@@ -17,17 +17,17 @@ import logging
 import sys
 from pathlib import Path
 
+from vpl.cliargs import add_config_args, from_args
 from vpl.data.io import FieldMap
 from vpl.data.schema import DataError
+
+FIELD_FLAGS = {"user": "user-field", "prompt": "prompt-field", "chosen": "chosen-field",
+               "rejected": "rejected-field"}
 
 
 def _add_fields(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("field names in the data")
-    g.add_argument("--user-field", default="user_id", help="field holding the user id")
-    g.add_argument("--prompt-field", default="prompt",
-                   help="field holding the prompt ('' if the data has none)")
-    g.add_argument("--chosen-field", default="chosen", help="field of the preferred response")
-    g.add_argument("--rejected-field", default="rejected", help="field of the other response")
+    add_config_args(g, FieldMap, names=FIELD_FLAGS)
     g.add_argument("--on-error", choices=("abort", "skip"), default="abort",
                    help="abort at the first bad row (default) or skip and count bad rows")
 
@@ -41,13 +41,11 @@ def _add_item_dim(p: argparse.ArgumentParser) -> None:
 
 
 def _fields(args: argparse.Namespace) -> FieldMap:
-    return FieldMap(user=args.user_field, prompt=args.prompt_field or None,
-                    chosen=args.chosen_field, rejected=args.rejected_field)
+    return from_args(FieldMap, args)
 
 
 def _fields_given(args: argparse.Namespace) -> bool:
-    return (args.user_field, args.prompt_field, args.chosen_field, args.rejected_field) != (
-        "user_id", "prompt", "chosen", "rejected")
+    return _fields(args) != FieldMap()
 
 
 def _write_split(out: str, train: list[dict], test: list[dict]) -> None:
@@ -90,17 +88,6 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_config(args: argparse.Namespace):
-    from vpl.train import TrainConfig
-
-    kw = {"context_size": args.context_size, "seed": args.seed}
-    if args.epochs is not None:
-        kw["epochs"] = args.epochs
-    if args.lr is not None:
-        kw["lr"] = args.lr
-    return TrainConfig(**kw)
-
-
 def parse_model_options(pairs: list[str]) -> dict:
     """Model config overrides from `--option KEY=VALUE` items (values parsed as JSON where
     they are JSON, else kept as strings)."""
@@ -122,9 +109,11 @@ def _fmt(x: float | None) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vpl.experiments.runs import train_run
+    from vpl.train import TrainConfig, make_logger
 
-    m = train_run(args.data, args.model, args.out, train_config=_train_config(args),
+    m = train_run(args.data, args.model, args.out, train_config=from_args(TrainConfig, args),
                   model_options=parse_model_options(args.option), fields=_fields(args),
+                  logger=make_logger(args.log),
                   test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                   on_error=args.on_error, embed_model=args.embed_model,
                   item_dim=args.item_dim, progress=not args.quiet)
@@ -188,6 +177,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `vpl` command."""
     from vpl.models import REGISTRY
+    from vpl.models.presets import PRESETS
+    from vpl.train import TrainConfig
 
     p = argparse.ArgumentParser(prog="vpl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,12 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a reward model and save a run directory")
     t.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
-    t.add_argument("--model", default="vpl", choices=sorted(REGISTRY))
+    t.add_argument("--model", default="vpl", choices=sorted({*REGISTRY, *PRESETS}),
+                   help="a model or a preset of vpl.models.presets (default: vpl)")
     t.add_argument("--out", required=True, help="run directory to write")
-    t.add_argument("--context-size", type=int, default=8, help="K context pairs per user")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--seed", type=int, default=0)
+    add_config_args(t.add_argument_group("training (vpl.train.TrainConfig)"), TrainConfig)
+    t.add_argument("--log", default=None, metavar="KIND:TARGET",
+                   help="also log training metrics: tensorboard:DIR or wandb:PROJECT")
     t.add_argument("--test-users", type=float, default=0.2, help="fraction of unseen users")
     t.add_argument("--heldout-pairs", type=float, default=0.2,
                    help="fraction of each seen user's pairs held out")

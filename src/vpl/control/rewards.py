@@ -22,6 +22,7 @@ from vpl.data.contexts import first_contexts
 from vpl.data.pairs import PairData, build_batch
 from vpl.models import REGISTRY, RewardModel, build
 from vpl.models.latent import LatentRewardModel
+from vpl.models.presets import PAPER_VPL
 from vpl.train import TrainConfig, TrainResult, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def train_reward_model(reward: str, data: MazeData, cfg: RewardConfig,
         overrides.update(latent_dim=cfg.latent_dim, beta=cfg.beta, inference=cfg.inference,
                          label_noise=cfg.label_noise)
         if cfg.vpl_variant == "concat":
-            overrides.update(latent_mode="concat", set_encoder="attention", context_nll=0.0)
+            overrides.update(PAPER_VPL)
     seed_everything(cfg.seed)  # the weight initialization is part of the seeded run
     model = build(name, data.maze.feature_dim, **overrides)
     tc = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, lr=cfg.lr,

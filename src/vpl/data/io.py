@@ -34,9 +34,13 @@ class FieldMap:
     """
 
     user: str = "user_id"
+    """Field holding the user id."""
     prompt: str | None = "prompt"
+    """Field holding the prompt ('' or none if the data has none)."""
     chosen: str = "chosen"
+    """Field of the preferred response."""
     rejected: str = "rejected"
+    """Field of the other response."""
 
 
 @dataclass

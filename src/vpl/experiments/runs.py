@@ -28,7 +28,8 @@ from vpl.embed.projection import PROJECTION
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
 from vpl.experiments.prepare import embed_parts, get_encoder
 from vpl.models import RewardModel, build_for
-from vpl.train import TrainConfig, TrainResult, fit, seed_everything
+from vpl.models.presets import resolve
+from vpl.train import Logger, TrainConfig, TrainResult, fit, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
               model_options: dict[str, Any] | None = None, fields: FieldMap | None = None,
               test_users: float = 0.2, heldout_pairs: float = 0.2, on_error: str = "abort",
               embed_model: str = DEFAULT_ENCODER, item_dim: int | None = DEFAULT_ITEM_DIM,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, logger: Logger | None = None) -> dict[str, Any]:
     """Train one model on a data file and write a complete run directory; returns metrics.
 
     Item vectors wider than `item_dim` are projected onto that many principal components of
@@ -85,8 +86,10 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     train, val, test = p["train"], p["val"], p["test"]
     t_embed = time.perf_counter() - t0
     seed_everything(cfg.seed)
-    model = build_for(model_name, train, **(model_options or {}))
-    result: TrainResult = fit(model, train, val if len(val) else None, cfg, progress=progress)
+    registry_name, options = resolve(model_name, **(model_options or {}))
+    model = build_for(registry_name, train, **options)
+    result: TrainResult = fit(model, train, val if len(val) else None, cfg, progress=progress,
+                              logger=logger)
     k = cfg.context_size
     metrics: dict[str, Any] = {
         "model": model_name,

@@ -5,32 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "btl": ("btl", {}),
-    "dpl-meanvar": ("dpl-meanvar", {}),
-    "dpl-categorical": ("dpl-categorical", {}),
-    "mixture": ("mixture", {}),
-    "prototypes": ("prototypes", {}),
-    "btl-head": ("btl-head", {}),
-    "low-rank": ("low-rank", {}),
-    "low-rank-map": ("low-rank", {"inference": "map"}),
-    "vpl": ("vpl", {}),
-    "vpl-amortized": ("vpl", {"inference": "amortized"}),
-    "vpl-attention": ("vpl", {"set_encoder": "attention"}),
-    "vpl-concat": ("vpl", {"latent_mode": "concat", "context_nll": 0.0}),
-    "vpl-linear": ("vpl", {"layers": 1, "latent_dim": 4}),
-    "vpl-mlp": ("vpl", {"layers": 2}),
-    "oracle-type": ("oracle-type", {}),
-}
-"""Bench names -> (registry name, options over the model's defaults). `vpl-concat` is the
-paper's formulation (z concatenated to the item, encoder on raw items), kept to show collapse.
-`vpl-amortized` infers z with the encoder alone, as the paper does (`vpl` uses the latent bank);
-`low-rank-map` infers a new user's weights by MAP under a Gaussian prior (`low-rank`: bank).
-`vpl-linear`: linear reward features (the default) with a 4-d latent, the low-rank model's
-structure; `vpl-mlp`: reward features with one hidden layer, the default until the encoder
-became layer-pooled vectors."""
+from vpl.models.presets import PRESETS
 
-ON_REQUEST = ("vpl-amortized", "vpl-concat", "vpl-linear", "vpl-mlp")
+MODEL_VARIANTS = PRESETS
+"""Bench model names: the presets of `vpl.models.presets`."""
+
+ON_REQUEST = ("vpl-amortized", "vpl-concat", "vpl-paper", "vpl-linear", "vpl-mlp")
 """Variants that run only when `--models` names them. `vpl-concat` is among them: it shows the
 paper's formulation collapsing (docs/results.md) and costs a tenth of the full suite's training
 time."""
