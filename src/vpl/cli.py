@@ -72,6 +72,18 @@ def cmd_data_personas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_from_ratings(args: argparse.Namespace) -> int:
+    from vpl.data.ratings import RatingsConfig, from_ratings
+
+    counts = from_ratings(args.ratings, args.out, args.items, from_args(RatingsConfig, args),
+                          on_error=args.on_error)
+    print(f"{counts['ratings']} ratings ({counts['skipped']} skipped) of {counts['items']} items "
+          f"-> {args.out}/train.jsonl ({counts['pairs_train']} pairs, {counts['users_train']} "
+          f"users) and {args.out}/test.jsonl ({counts['pairs_test']} pairs, "
+          f"{counts['users_test']} unseen users)")
+    return 0
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -176,6 +188,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `vpl` command."""
+    from vpl.data.ratings import RatingsConfig
     from vpl.models import REGISTRY
     from vpl.models.presets import PRESETS
     from vpl.train import TrainConfig
@@ -197,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     per.add_argument("--out", required=True)
     per.add_argument("--seed", type=int, default=0)
     per.set_defaults(func=cmd_data_personas)
+    fr = dsub.add_parser("from-ratings", help="turn a ratings table into comparisons")
+    fr.add_argument("--ratings", required=True, help="ratings table (CSV, Parquet, JSONL)")
+    fr.add_argument("--items", default=None,
+                    help="items table with the texts, joined on the item field (optional)")
+    fr.add_argument("--out", required=True, help="folder for train.jsonl and test.jsonl")
+    add_config_args(fr, RatingsConfig)
+    fr.add_argument("--on-error", choices=("abort", "skip"), default="abort",
+                    help="abort at the first bad row (default) or skip and count bad rows")
+    fr.set_defaults(func=cmd_data_from_ratings)
     chk = dsub.add_parser("check", help="validate a data file and print its statistics")
     chk.add_argument("--data", required=True, nargs="+")
     _add_fields(chk)

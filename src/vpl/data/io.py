@@ -22,7 +22,7 @@ from vpl.data.schema import Comparison, DataError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".csv.gz", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,8 @@ def _iter_json(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, newline="", encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             yield reader.line_num, row
@@ -144,7 +145,9 @@ def _is_hf_dir(path: Path) -> bool:
     )
 
 
-def _rows(path: Path, split: str | None) -> Iterator[tuple[int, Any]]:
+def row_iterator(path: Path, split: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, raw row) of a JSONL, JSON, CSV or Parquet file or a saved Hugging Face
+    dataset; a row that cannot be parsed comes as a `DataError` in its place."""
     name = path.name.lower()
     if _is_hf_dir(path):
         return _iter_hf(path, split)
@@ -152,7 +155,7 @@ def _rows(path: Path, split: str | None) -> Iterator[tuple[int, Any]]:
         return _iter_jsonl(path)
     if name.endswith(".json"):
         return _iter_json(path)
-    if name.endswith(".csv"):
+    if name.endswith((".csv", ".csv.gz")):
         return _iter_csv(path)
     if name.endswith(".parquet"):
         return _iter_parquet(path)
@@ -209,7 +212,7 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike],
     report = LoadReport()
     out: list[Comparison] = []
     for path in expand_paths(paths):
-        _collect(_rows(path, split), fields, str(path), on_error, report, out)
+        _collect(row_iterator(path, split), fields, str(path), on_error, report, out)
     if report.skipped:
         log.warning("skipped %d bad rows of %d; first: %s", report.skipped, report.rows,
                     report.first_errors[0])
