@@ -1,9 +1,12 @@
-"""Shared fixtures: an isolated embedding cache and a small two-type preference problem."""
+"""Shared fixtures: an isolated embedding cache, a small two-type preference problem, a stand-in
+sentence encoder, and the benchmark scripts."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -79,3 +82,30 @@ def load_benchmark():
         return mod
 
     return load
+
+
+class FakeEncoder:
+    """A stand-in for `SentenceEncoder` with what `embed_comparisons` calls (`encode`,
+    `truncate_left`): a fixed random unit vector per distinct text, no model to load."""
+
+    def __init__(self, dim: int = 8) -> None:
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+        v = np.random.default_rng(seed).normal(size=self.dim)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.array([self.vector(t) for t in texts], dtype=np.float32).reshape(-1, self.dim)
+
+    def truncate_left(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    """A `FakeEncoder` of 8-d vectors."""
+    return FakeEncoder()

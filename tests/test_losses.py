@@ -94,29 +94,3 @@ def test_masked_mean_and_accuracy():
     v = torch.tensor([1.0, 2.0, 3.0])
     assert masked_mean(v, torch.tensor([True, False, True])).item() == 2.0
     assert pair_accuracy(torch.tensor([1.0, -1.0, 0.0, 2.0])).item() == pytest.approx(0.625)
-
-
-def test_calibration_metrics_known_values_and_no_overflow():
-    """ECE and NLL of preference probabilities: hand-computed values, and huge logits give
-    finite numbers with no overflow warning (the sigmoid is computed in log space)."""
-    import warnings
-
-    import numpy as np
-
-    from vpl.evaluate import PairScores
-
-    def scores(logits):
-        lg = np.asarray(logits, dtype=float)
-        return PairScores(logits=lg, user=np.zeros(len(lg), dtype=np.int64),
-                          item_disjoint=np.ones(len(lg), dtype=bool), users=["u"])
-
-    # logit 0: p = 0.5 for both orders, labels 1 and 0 -> bin mean 0.5, error 0
-    assert scores([0.0]).ece() == 0.0
-    # logit log(3): p = 0.75 (label 1) and 0.25 (label 0); each bin is off by 0.25
-    assert abs(scores([np.log(3.0)]).ece() - 0.25) < 1e-12
-    assert abs(scores([np.log(3.0)]).nll() - np.log(4.0 / 3.0)) < 1e-12
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        s = scores([1000.0, -1000.0])
-        assert abs(s.ece() - 0.5) < 1e-12  # confident: one right, one wrong
-        assert abs(s.nll() - 500.0) < 1e-9

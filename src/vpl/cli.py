@@ -40,6 +40,12 @@ def _add_item_dim(p: argparse.ArgumentParser) -> None:
                         f"of the training items; 0: never (default: {DEFAULT_ITEM_DIM})")
 
 
+def _add_identity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--identity", choices=("auto", "off"), default="auto",
+                   help="append item identity codes where the training items recur across users "
+                        "(collaborative signal; new items keep their text vector), or never")
+
+
 def _fields(args: argparse.Namespace) -> FieldMap:
     return from_args(FieldMap, args)
 
@@ -125,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     m = train_run(args.data, args.model, args.out, train_config=from_args(TrainConfig, args),
                   model_options=parse_model_options(args.option), fields=_fields(args),
-                  logger=make_logger(args.log),
+                  logger=make_logger(args.log), identity=args.identity,
                   test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                   on_error=args.on_error, embed_model=args.embed_model,
                   item_dim=args.item_dim, progress=not args.quiet)
@@ -182,7 +188,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
               datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet,
-              embed_model=args.embed_model, item_dim=args.item_dim)
+              embed_model=args.embed_model, item_dim=args.item_dim, identity=args.identity)
     return 0
 
 
@@ -245,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sentence-transformers model path or name; append #layers for "
                         "layer-pooled vectors (default: bundled:all-MiniLM-L6-v2#layers)")
     _add_item_dim(t)
+    _add_identity(t)
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --option latent_dim=8 (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -285,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default; append #layers for layer-pooled vectors (default: "
                         "bundled:all-MiniLM-L6-v2#layers)")
     _add_item_dim(b)
+    _add_identity(b)
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
 

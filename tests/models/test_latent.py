@@ -8,7 +8,6 @@ import torch
 from vpl.data.pairs import ContextBatch
 from vpl.models import REGISTRY, build
 from vpl.models.latent import LatentRewardModel
-from vpl.models.solvers import dual_posterior_variance, newton_map_dual
 
 D = 6
 LATENT = sorted(n for n, c in REGISTRY.items() if issubclass(c, LatentRewardModel))
@@ -80,19 +79,3 @@ def test_mixture_particles_give_the_mixture_prediction():
                              torch.ones(1, 5, dtype=torch.bool), torch.zeros(1, dtype=torch.long))
         expect = torch.sigmoid(model.predict(batch))[0]
     assert torch.allclose(prob, expect, atol=1e-5)
-
-
-def test_dual_laplace_variance_is_the_inverse_hessian_diagonal():
-    g = torch.Generator().manual_seed(4)
-    h, k, lam = 7, 4, 0.5
-    x = torch.randn(2, k, h, generator=g, dtype=torch.float64)
-    w0 = torch.randn(h, generator=g, dtype=torch.float64)
-    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
-    beta = newton_map_dual(x, w0, mask, l2=lam, steps=20)
-    var = dual_posterior_variance(x, w0, beta, mask, l2=lam)
-    for i in range(2):
-        xi = x[i][mask[i]]
-        w = w0 + xi.T @ beta[i][mask[i]]
-        s = torch.sigmoid(xi @ w) * torch.sigmoid(-xi @ w)
-        hess = 2 * lam * torch.eye(h, dtype=x.dtype) + xi.T @ (s[:, None] * xi)
-        assert torch.allclose(var[i], torch.linalg.inv(hess).diagonal(), atol=1e-10)

@@ -30,6 +30,8 @@ class PairData:
     item_keys: np.ndarray | None = None
     user_types: list[str | None] | None = None
     pair_keys: list[str] | None = None
+    id_dim: int = 0
+    """How many trailing columns of `items` are item identity codes (`vpl.embed.identity`)."""
     _by_user: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +67,7 @@ class PairData:
             rejected=self.rejected[idx], users=self.users, item_keys=self.item_keys,
             user_types=self.user_types,
             pair_keys=None if self.pair_keys is None else [self.pair_keys[i] for i in idx],
+            id_dim=self.id_dim,
         )
 
     def user_type_of(self, u: int) -> str | None:

@@ -41,7 +41,7 @@ class RatingsConfig:
     min_gap: float = 0.0
     """Two items form a pair only when their ratings differ by more than this."""
     max_pairs_per_user: int = 60
-    """At most this many pairs per user, sampled uniformly from all of the user's pairs."""
+    """At most this many pairs per user, sampled uniformly from all of the user's pairs (0: all)."""
     min_pairs_per_user: int = 12
     """Users with fewer pairs (after `min_gap` and ties) are left out."""
     test_users: float = 0.2
@@ -179,7 +179,7 @@ def ratings_to_comparisons(data: RatingsData, config: RatingsConfig | None = Non
         a, b = a[keep], b[keep]
         if len(a) < cfg.min_pairs_per_user:
             continue
-        if len(a) > cfg.max_pairs_per_user:
+        if cfg.max_pairs_per_user and len(a) > cfg.max_pairs_per_user:
             pick = rng.choice(len(a), size=cfg.max_pairs_per_user, replace=False)
             a, b = a[pick], b[pick]
         for i, j in zip(a.tolist(), b.tolist(), strict=True):

@@ -89,6 +89,17 @@ def select(suite: str | Suite, *, seeds: int | None = None, models: Sequence[str
     return suite
 
 
+def _runs_on(model_key: str, prep: Prepared) -> bool:
+    """Whether a model applies to a dataset: the oracle needs declared user types, the
+    recommender baselines items that recur (identity codes)."""
+    name = MODEL_VARIANTS[model_key][0]
+    if name == "oracle-type":
+        return prep.train.user_types is not None
+    if name in ("item-bt", "mf-als"):
+        return prep.train.id_dim > 0
+    return True
+
+
 def _run_jobs(suite: Suite, datasets: Iterator[Prepared], jobs: int, bar: tqdm
               ) -> list[dict[str, Any]]:
     """Every (model, seed) job of every dataset; a dataset's jobs start as soon as it is
@@ -96,7 +107,7 @@ def _run_jobs(suite: Suite, datasets: Iterator[Prepared], jobs: int, bar: tqdm
     def tasks():
         for p in datasets:
             todo = [(p, m, s) for m in suite.models for s in range(suite.seeds)
-                    if m != "oracle-type" or p.train.user_types is not None]
+                    if _runs_on(m, p)]
             bar.total += len(todo)
             bar.refresh()
             yield from todo
@@ -147,14 +158,15 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
               models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
               jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
               log: Callable[[str], None] = print, embed_model: str | None = None,
-              item_dim: int | None = DEFAULT_ITEM_DIM) -> dict[str, Any]:
+              item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "auto") -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
 
     `models` / `datasets`: subsets of the suite's, by name (default: all of them).
     `jobs`: worker processes (0: one per CPU core, each training with one thread).
     `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`).
     `embed_model`: the sentence encoder of every dataset (default `vpl.embed.DEFAULT_ENCODER`);
-    `item_dim`: item vectors wider than this are projected to as many principal components.
+    `item_dim`: item vectors wider than this are projected to as many principal components;
+    `identity`: `auto` appends item identity codes where items recur (`off`: never).
     """
     from vpl.embed import DEFAULT_ENCODER
 
@@ -171,7 +183,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     def prepared() -> Iterator[Prepared]:
         for spec in suite.datasets:
             p = prepare(spec, progress=progress, hh_path=hh_path, embed_model=embed_model,
-                        item_dim=item_dim)
+                        item_dim=item_dim, identity=identity)
             if p is None:
                 skipped.append(spec.name)
                 log(f"{spec.name}: data not found, skipped")
@@ -182,7 +194,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     results = _run_jobs(suite, prepared(), jobs or os.cpu_count() or 1, bar)
     bar.close()
     meta = {"commit": commit, "seconds": time.perf_counter() - t0, "embed_model": embed_model,
-            "item_dim": item_dim}
+            "item_dim": item_dim, "identity": identity}
     table, report = _write(out, suite, results, order, meta, skipped)
     log(report)
     return table

@@ -22,6 +22,7 @@ from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import Split, make_split
 from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM, SentenceEncoder, embed_comparisons
+from vpl.embed.identity import IDENTITY, ItemIdentity, fit_identity
 from vpl.embed.projection import PROJECTION, Projection, fit_if_wider
 from vpl.experiments.suites import BenchData
 
@@ -68,6 +69,8 @@ def load_pairs(path: str | os.PathLike | Sequence[str | os.PathLike],
     data = embed_comparisons(records, encoder)
     if run_dir is not None and (Path(run_dir) / PROJECTION).exists():
         data = Projection.load(Path(run_dir) / PROJECTION).apply(data)
+    if run_dir is not None and (Path(run_dir) / IDENTITY).exists():
+        data = ItemIdentity.load(Path(run_dir) / IDENTITY).apply(data)
     return data
 
 
@@ -85,20 +88,37 @@ def split_pairs(records: list[Comparison], data: PairData, split: Split
     return pick(data, records, train), pick(data, records, val), pick(data, records, test)
 
 
+@dataclass
+class Embedded:
+    """Named splits, the embedded blocks they were picked from, and the fitted transforms."""
+
+    parts: dict[str, PairData]
+    blocks: list[PairData]
+    projection: Projection | None
+    identity: ItemIdentity | None
+
+
 def embed_parts(blocks: Sequence[Sequence[Comparison]],
                 parts: Mapping[str, tuple[int, Sequence[Comparison]]], encoder: SentenceEncoder,
-                item_dim: int | None, *, fit_part: str = "train"
-                ) -> tuple[dict[str, PairData], list[PairData], Projection | None]:
-    """Embed each block of records once; item vectors wider than `item_dim` are projected onto
-    that many principal components of `fit_part`'s items (None or 0: never). Returns each named
-    part (block index, its records) picked out of its block, the blocks, and the projection."""
+                item_dim: int | None, *, fit_part: str = "train", identity: str = "auto"
+                ) -> Embedded:
+    """Embed each block of records once and pick each named part (block index, its records)
+    out of its block. Fitted on `fit_part` alone: item vectors wider than `item_dim` are
+    projected onto that many principal components of its items (None or 0: never); with
+    `identity` `auto`, item identity codes are appended where its items recur across users
+    (`vpl.embed.identity.fit_identity`; `off`: never)."""
+    if identity not in ("auto", "off"):
+        raise ValueError(f"identity must be 'auto' or 'off', got {identity!r}")
     datas = [embed_comparisons(list(b), encoder) for b in blocks]
     block, recs = parts[fit_part]
     proj = fit_if_wider(pick(datas[block], blocks[block], recs), item_dim)
     if proj is not None:
         datas = [proj.apply(d) for d in datas]
+    ident = fit_identity(pick(datas[block], blocks[block], recs)) if identity == "auto" else None
+    if ident is not None:
+        datas = [ident.apply(d) for d in datas]
     out = {name: pick(datas[b], blocks[b], recs) for name, (b, recs) in parts.items()}
-    return out, datas, proj
+    return Embedded(out, datas, proj, ident)
 
 
 @dataclass
@@ -139,13 +159,61 @@ def _generated_records(spec: BenchData, seed: int) -> tuple[list[Comparison], li
     return train_all, test_rec
 
 
+def _cap_users(records: list[Comparison], size: Mapping[str, int], rng: np.random.Generator
+               ) -> list[Comparison]:
+    """Users with at least `min_pairs_per_user` pairs, at most `max_pairs_per_user` of them
+    each (drawn at random), at most `max_users` users (drawn at random; 0: all)."""
+    by_user: dict[str, list[Comparison]] = {}
+    for r in records:
+        by_user.setdefault(r.user_id, []).append(r)
+    lo, hi = size.get("min_pairs_per_user", 1), size.get("max_pairs_per_user", 0)
+    users = sorted(u for u, rs in by_user.items() if len(rs) >= lo)
+    if size.get("max_users", 0) and len(users) > size["max_users"]:
+        users = sorted(rng.choice(users, size=size["max_users"], replace=False).tolist())
+    out: list[Comparison] = []
+    for u in users:
+        rs = by_user[u]
+        if hi and len(rs) > hi:
+            rs = [rs[i] for i in sorted(rng.choice(len(rs), size=hi, replace=False))]
+        out.extend(rs)
+    return out
+
+
+def _real_records(spec: BenchData, root: Path, seed: int
+                  ) -> tuple[list[Comparison], list[Comparison]] | None:
+    """Real per-user data: (training users' records, unseen test users' records), or None
+    when the files are absent."""
+    from vpl.data.ratings import RatingsConfig, load_ratings, ratings_to_comparisons, split_users
+
+    path = root / spec.source
+    if not path.exists() or (spec.items and not (root / spec.items).exists()):
+        return None
+    rng = np.random.default_rng(seed)
+    if spec.kind == "ratings":
+        cfg = RatingsConfig(**spec.options, seed=seed,
+                            min_pairs_per_user=spec.size.get("min_pairs_per_user", 1),
+                            max_pairs_per_user=spec.size.get("max_pairs_per_user", 0))
+        records = ratings_to_comparisons(load_ratings(path, root / spec.items, cfg), cfg)
+    else:
+        records, _ = load_records([path], FieldMap(), on_error="skip")
+    records = _cap_users(records, spec.size, rng)
+    return split_users(records, 0.2, seed)
+
+
 def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
             hh_path: str | os.PathLike | None = None, embed_model: str | None = None,
-            item_dim: int | None = DEFAULT_ITEM_DIM) -> Prepared | None:
+            item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "auto"
+            ) -> Prepared | None:
     """Generate or load, embed and split one dataset (None: its files are absent).
     `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`)."""
     if spec.kind in ("pets", "personas"):
         train_all, test_rec = _generated_records(spec, seed)
+    elif spec.kind in ("comparisons", "ratings"):
+        root = data_dir()
+        found = _real_records(spec, root, seed) if root is not None else None
+        if found is None:
+            return None
+        train_all, test_rec = found
     elif spec.kind == "hh":
         root = data_dir()
         path = Path(hh_path) if hh_path else (root / "relabeled_hh_rlhf" if root else None)
@@ -160,9 +228,9 @@ def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
     if spec.kind == "hh":  # one block: the held-out pairs are of the training users
         every = train_all + test_rec
         parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (0, test_rec)}
-        p, _, _ = embed_parts([every], parts, encoder, item_dim)
-        p = {k: _with_types(v) for k, v in p.items()}
+        p = {k: _with_types(v) for k, v in
+             embed_parts([every], parts, encoder, item_dim, identity=identity).parts.items()}
         return Prepared(spec.name, p["train"], p["val"], p["test"], test_pool_is_train=True)
     parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (1, test_rec)}
-    p, _, _ = embed_parts([train_all, test_rec], parts, encoder, item_dim)
+    p = embed_parts([train_all, test_rec], parts, encoder, item_dim, identity=identity).parts
     return Prepared(spec.name, p["train"], p["val"], p["test"], test_pool_is_train=False)

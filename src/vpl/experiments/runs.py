@@ -24,6 +24,7 @@ from vpl.data.io import FieldMap, atomic_write_text, load_records
 from vpl.data.pairs import PairData
 from vpl.data.split import make_split
 from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM
+from vpl.embed.identity import IDENTITY
 from vpl.embed.projection import PROJECTION
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
 from vpl.experiments.prepare import embed_parts, get_encoder
@@ -62,7 +63,8 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
               model_options: dict[str, Any] | None = None, fields: FieldMap | None = None,
               test_users: float = 0.2, heldout_pairs: float = 0.2, on_error: str = "abort",
               embed_model: str = DEFAULT_ENCODER, item_dim: int | None = DEFAULT_ITEM_DIM,
-              progress: bool = True, logger: Logger | None = None) -> dict[str, Any]:
+              progress: bool = True, logger: Logger | None = None, identity: str = "auto"
+              ) -> dict[str, Any]:
     """Train one model on a data file and write a complete run directory; returns metrics.
 
     Item vectors wider than `item_dim` are projected onto that many principal components of
@@ -80,10 +82,10 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
                        seed=cfg.seed)
     parts = dict(zip(("train", "val", "test"), ((0, p) for p in split.partition(records)),
                      strict=True))
-    p, (pairs,), projection = embed_parts([records], parts, get_encoder(embed_model,
-                                                                        progress=progress),
-                                          item_dim)
-    train, val, test = p["train"], p["val"], p["test"]
+    emb = embed_parts([records], parts, get_encoder(embed_model, progress=progress), item_dim,
+                      identity=identity)
+    (pairs,), projection = emb.blocks, emb.projection
+    train, val, test = emb.parts["train"], emb.parts["val"], emb.parts["test"]
     t_embed = time.perf_counter() - t0
     seed_everything(cfg.seed)
     registry_name, options = resolve(model_name, **(model_options or {}))
@@ -126,12 +128,15 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
         save_model(model, tmp)
         if projection is not None:
             projection.save(tmp / PROJECTION)
+        if emb.identity is not None:
+            emb.identity.save(tmp / IDENTITY)
         split.save(tmp / "split.json")
         run = {
             "data": [str(Path(p).resolve()) for p in paths],
             "fields": dataclasses.asdict(fields),
             "embed_model": embed_model,
             "item_dim": projection.out_dim if projection is not None else None,
+            "identity_items": len(emb.identity.keys) if emb.identity is not None else 0,
             "model": model_name,
             "model_options": model_options or {},
             "train_config": dataclasses.asdict(cfg),

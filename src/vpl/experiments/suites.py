@@ -10,7 +10,7 @@ from vpl.models.presets import PRESETS
 MODEL_VARIANTS = PRESETS
 """Bench model names: the presets of `vpl.models.presets`."""
 
-ON_REQUEST = ("vpl-amortized", "vpl-concat", "vpl-paper", "vpl-linear", "vpl-mlp")
+ON_REQUEST = ("vpl-amortized", "vpl-predictive", "vpl-untempered", "vpl-concat", "vpl-paper", "vpl-linear", "vpl-mlp")
 """Variants that run only when `--models` names them. `vpl-concat` is among them: it shows the
 paper's formulation collapsing (docs/results.md) and costs a tenth of the full suite's training
 time."""
@@ -24,12 +24,26 @@ MIN_USERS_FOR_CI = 5
 
 @dataclass(frozen=True)
 class BenchData:
-    """A dataset of a suite: a generator (pets, personas) or the relabeled HH-RLHF files."""
+    """A dataset of a suite: a generator (`pets`, `personas`), the relabeled HH-RLHF files
+    (`hh`), or real per-user data under the data folder: a comparisons file (`comparisons`)
+    or a ratings table with an items table (`ratings`), both split into training and unseen
+    test users."""
 
     name: str
-    kind: str  # "pets" | "personas" | "hh"
+    kind: str  # "pets" | "personas" | "hh" | "comparisons" | "ratings"
     variant: str = ""
     size: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    """Real data: the file, relative to the data folder (`$VPL_DATA_DIR`)."""
+    items: str = ""
+    """Ratings: the items table, relative to the data folder."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Ratings: `vpl.data.ratings.RatingsConfig` fields (field names, prompt)."""
+
+
+REAL_LIMITS = {"min_pairs_per_user": 12, "max_pairs_per_user": 60}
+"""How real per-user data is sampled: users with at least 12 pairs, at most 60 pairs each
+(drawn at random), users split 80/20 into training and unseen test users."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,15 @@ SUITES: dict[str, Suite] = {
                    _SMALL)),
         seeds=1),
     "hh": Suite("hh", (BenchData("hh-relabeled", "hh"),), seeds=1, ks=(0, 4, 8, 16)),
+    "real": Suite(
+        "real",
+        (BenchData("ukpconvarg", "comparisons", size=REAL_LIMITS,
+                   source="ukpconvarg_dev/comparisons.jsonl.gz"),
+         BenchData("jester", "ratings", size={**REAL_LIMITS, "max_users": 1500},
+                   source="jester/ratings.csv.gz", items="jester/jokes.csv",
+                   options={"item_field": "joke_id", "prompt": "Which joke is funnier?"}),
+         BenchData("hh-relabeled", "hh")),
+        seeds=3),
     "full": Suite(
         "full",
         (BenchData("pets-full", "pets", "full"),

@@ -9,6 +9,7 @@ from vpl.models import (  # noqa: F401
     mixture,
     oracle,
     prototypes,
+    recommenders,
     vpl,
 )
 from vpl.models.base import (

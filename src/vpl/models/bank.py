@@ -5,6 +5,11 @@ new user's posterior is the bank reweighted by the likelihood of their context,
     w_m  proportional to  p(context | z_m),
 so the population itself is the prior, clusters and all, and nothing is trained per user.
 With an empty context the weights are uniform: the prediction is the population's.
+
+A temperature tau in [0, 1] tempers the likelihood, w_m proportional to p(context | z_m)^tau
+(a power posterior): 0 keeps every user at the population's prediction, 1 is Bayes' rule.
+Noisy raters make a few comparisons look more decisive than they are; tau is chosen on
+held-out training users (`vpl.train.temper`).
 """
 
 from __future__ import annotations
@@ -30,23 +35,38 @@ class LatentBank(nn.Module):
         super().__init__()
         self.dim, self.size = dim, size
         self.register_buffer("latents", torch.zeros(0, dim))
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.owners: np.ndarray | None = None
+        """User index (of the data it was filled from) of each stored latent, if known."""
+        self.hidden: torch.Tensor | None = None
+        """(M,) True for stored latents the posterior ignores for now (held-out users)."""
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         key = prefix + "latents"
         if key in state_dict:  # the bank's size is whatever was saved
             self.latents = torch.zeros_like(state_dict[key])
+        state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))  # older checkpoints
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
 
-    def fill(self, z: torch.Tensor, seed: int = 0) -> None:
-        """Store latents z (N, Z): all of them, or a seeded random `size` of them."""
-        keep = torch.from_numpy(subsample_rows(z.shape[0], self.size, seed)).to(z.device)
-        self.latents = z[keep].detach().clone()
+    def fill(self, z: torch.Tensor, seed: int = 0, owners: np.ndarray | None = None) -> None:
+        """Store latents z (N, Z) of users `owners` (N,): all of them, or a seeded random
+        `size` of them."""
+        rows = subsample_rows(z.shape[0], self.size, seed)
+        self.latents = z[torch.from_numpy(rows).to(z.device)].detach().clone()
+        self.owners = None if owners is None else np.asarray(owners)[rows]
+        self.hidden = None
 
     def weights(self, log_lik: torch.Tensor) -> torch.Tensor:
-        """Posterior weights (B, M) from log p(context | z_m) (B, M) under a uniform prior."""
+        """Posterior weights (B, M) from log p(context | z_m) (B, M): a uniform prior times the
+        likelihood to the power `temperature`, over the latents not `hidden`."""
+        tau = float(self.temperature)
+        if tau != 1.0:
+            log_lik = tau * log_lik
+        if self.hidden is not None:
+            log_lik = log_lik.masked_fill(self.hidden.to(log_lik.device), float("-inf"))
         return torch.softmax(log_lik, dim=-1)
 
     def posterior(self, log_lik: torch.Tensor, logvar_range: tuple[float, float] | None = None

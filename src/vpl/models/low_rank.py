@@ -75,6 +75,9 @@ class LowRankConfig:
     the training users' weights; Laplace posterior). `bank` is the default: its prior is the
     population itself, so it represents users who come in clusters, which one Gaussian
     cannot."""
+    bank_temperature: float | None = 1.0
+    """Power tau of the context likelihood in the bank posterior (`vpl.models.bank`): None
+    chooses it on held-out training users after training (`vpl.train.temper`)."""
     bank_size: int = 2048
     """Most training users' weights kept in the bank (a seeded random subset beyond)."""
 

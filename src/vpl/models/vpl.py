@@ -126,6 +126,14 @@ class VPLConfig:
     the one with the better validation accuracy (`bank` on ties; `map` when training has no
     validation set); `bank` otherwise. Where the encoder works, MAP latents under N(0, I)
     can be a little worse than the bank's, hence the choice by validation."""
+    bank_predict: str = "mean"
+    """With bank inference, how a user's comparisons are predicted: `mean` (under the posterior
+    mean latent) or `mixture` (the posterior predictive, the bank's predictions averaged with
+    the posterior weights: hedged where the posterior is spread over latents that disagree)."""
+    bank_temperature: float | None = 1.0
+    """Power tau of the context likelihood in the bank posterior (`vpl.models.bank`): None
+    chooses it on held-out training users after training (`vpl.train.temper`); 1 is Bayes'
+    rule, 0 the population's prediction for everyone."""
     refine_steps: int = 8
     """Newton steps of each MAP latent fit (`refine_latents` `map`)."""
 
@@ -152,6 +160,8 @@ class VPL(LatentRewardModel):
             raise ValueError(f"unknown refine_latents {c.refine_latents!r} (auto, bank, map)")
         if c.refine_latents == "map" and (c.latent_mode != "head" or c.label_noise > 0):
             raise ValueError("refine_latents='map' needs latent_mode='head' and no label_noise")
+        if c.bank_predict not in ("mean", "mixture"):
+            raise ValueError(f"unknown bank_predict {c.bank_predict!r} (mean, mixture)")
         if not 0.0 <= c.label_noise < 0.5:
             raise ValueError(f"label_noise must be in [0, 0.5), got {c.label_noise}")
         self.latent_dim = c.latent_dim
@@ -326,9 +336,25 @@ class VPL(LatentRewardModel):
         return post.mean + torch.randn_like(post.mean) * (0.5 * post.logvar).exp()
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
+        if self.uses_bank and self.config.bank_predict == "mixture":
+            return self._bank_mixture_logits(batch)
         z = self._latent(self.posterior(batch), sample)
         return noisy_logits(self.reward(batch.chosen, z) - self.reward(batch.rejected, z),
                             self.config.label_noise)
+
+    def _bank_mixture_logits(self, batch: ContextBatch) -> torch.Tensor:
+        """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m) over the bank."""
+        log_w = torch.log_softmax(self.bank.weights(self.bank_log_likelihood(
+            batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)).clamp_min(1e-30).log(), -1)
+        b, t, d = batch.chosen.shape
+        r = self.reward_table(self.item_part(torch.cat([batch.chosen.reshape(b * t, d),
+                                                        batch.rejected.reshape(b * t, d)])),
+                              self.bank.latents)  # (M, 2BT)
+        per = (r[:, : b * t] - r[:, b * t :]).T.reshape(b, t, -1)  # (B, T, M)
+        per = noisy_logits(per, self.config.label_noise)
+        lw = log_w.unsqueeze(1)  # (B, 1, M)
+        return (torch.logsumexp(lw + nn.functional.logsigmoid(per), -1)
+                - torch.logsumexp(lw + nn.functional.logsigmoid(-per), -1))
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
         eps = self.config.label_noise

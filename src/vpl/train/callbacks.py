@@ -18,8 +18,10 @@ from vpl.data.pairs import PairData
 from vpl.models import RewardModel
 from vpl.models.low_rank import LowRank
 from vpl.models.mixture import Mixture
+from vpl.models.recommenders import MatrixFactorizationALS, interactions
 from vpl.models.vpl import VPL
 from vpl.train import refine as vpl_refine
+from vpl.train.temper import select_temperature
 
 if TYPE_CHECKING:
     from vpl.train.loop import TrainConfig
@@ -75,12 +77,14 @@ def low_rank_e_step(model: LowRank, train: PairData) -> None:
     covariance) and the bank from them, so validation during training scores the inference
     used afterwards."""
     w = model.user_weights(train)
-    ws = w[_has_pairs(train, w.device)]
+    seen = _has_pairs(train, w.device)
+    ws = w[seen]
     model.prior_mean.copy_(ws.mean(0))
     if len(ws) > 1:
         model.prior_cov.copy_(torch.cov(ws.T).reshape(model.config.rank, model.config.rank))
     model.train_weights = w
-    model.bank.fill(ws, seed=0)  # seeded, so the bank does not depend on the epoch
+    # seeded, so the bank does not depend on the epoch
+    model.bank.fill(ws, seed=0, owners=np.flatnonzero(seen.cpu().numpy()))
 
 
 class MixtureEM(_NoOp):
@@ -105,6 +109,63 @@ class LowRankEM(_NoOp):
         return {}
 
 
+class BankTemperature(_NoOp):
+    """After the bank is filled: its likelihood temperature, fixed by the model's config
+    (`bank_temperature`) or chosen on held-out training users (`vpl.train.temper`)."""
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None) -> dict[str, float]:
+        mode = model.inference if isinstance(model, VPL) else model.config.inference
+        if mode != "bank" or not len(model.bank):
+            return {}
+        fixed = model.config.bank_temperature
+        if fixed is not None:
+            model.bank.temperature.fill_(float(fixed))
+            return {}
+        return select_temperature(model, model.bank, train, seed=cfg.seed)
+
+
+class MatrixFactorization(_NoOp):
+    """After the item scores are trained: ALS item factors of the chosen items (`implicit`)
+    and the weight alpha of the factor term, by logistic regression on the training pairs."""
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None) -> dict[str, float]:
+        assert isinstance(model, MatrixFactorizationALS)
+        x = torch.from_numpy(train.items)
+        idx = model._item_index(x).numpy()  # (N,) vocabulary row of each item
+        codes = train.items[:, -model.config.id_dim:]
+        if not np.all((codes == 0) | (codes == 1)):
+            raise ValueError("mf-als needs one-hot item codes (at most 1,024 recurring items)")
+        ch, rj = idx[train.chosen], idx[train.rejected]
+        users = np.unique(train.user)
+        row = np.searchsorted(users, train.user)
+        mat = interactions(row, ch, rj, len(users), model.config.id_dim)
+        als = model._model()
+        als.fit(mat, show_progress=False)
+        q = np.asarray(als.item_factors, dtype=np.float32)
+        p = np.asarray(als.user_factors, dtype=np.float32)[np.searchsorted(users, train.user)]
+        qz = np.vstack([q, np.zeros((1, q.shape[1]), np.float32)])
+        m = ((qz[ch] - qz[rj]) * p).sum(1)  # (P,) factor term of every training pair
+        with torch.no_grad():
+            base = (model.reward(x[train.chosen]) - model.reward(x[train.rejected])).numpy()
+        model.item_factors = torch.from_numpy(q)
+        model.alpha.fill_(_fit_scale(base.astype(np.float64), m.astype(np.float64)))
+        return {"mf_alpha": float(model.alpha)}
+
+
+def _fit_scale(base: np.ndarray, m: np.ndarray, steps: int = 20) -> float:
+    """alpha maximizing sum log sigmoid(base + alpha m), by Newton's method (concave)."""
+    a = 0.0
+    for _ in range(steps):
+        t = base + a * m
+        sig = 1.0 / (1.0 + np.exp(t))  # sigmoid(-t)
+        grad = float((sig * m).sum())
+        hess = float((sig * (1 - sig) * m * m).sum()) + 1e-9
+        a += grad / hess
+    return max(a, 0.0)
+
+
 class VPLBankRefinement(_NoOp):
     """Fill VPL's latent bank from the training users and, with bank inference, refine the
     decoder (`VPLConfig.refine_epochs`, guarded by `validate` when given)."""
@@ -121,8 +182,9 @@ class VPLBankRefinement(_NoOp):
 
 CALLBACKS: dict[type[RewardModel], Callable[[], list[Callback]]] = {
     Mixture: lambda: [MixtureEM()],
-    LowRank: lambda: [LowRankEM()],
-    VPL: lambda: [VPLBankRefinement()],
+    LowRank: lambda: [LowRankEM(), BankTemperature()],
+    VPL: lambda: [VPLBankRefinement(), BankTemperature()],
+    MatrixFactorizationALS: lambda: [MatrixFactorization()],
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 import time
@@ -61,6 +62,10 @@ class TrainConfig:
     threads: int = 1
     """CPU threads for training (0: torch's default). The models are small, so one thread
     avoids synchronization overhead and is not slowed down by other busy processes."""
+    identity_dropout: float = 0.5
+    """Where item vectors carry identity codes (`vpl.embed.identity`): the share of items whose
+    code is zeroed in each epoch, so the text path alone learns to score items never seen in
+    training."""
 
 
 @dataclass
@@ -105,6 +110,16 @@ def fit(model: RewardModel, train: PairData, val: PairData | None = None,
         torch.set_num_threads(threads_before)
 
 
+def _drop_identity(data: PairData, share: float, rng: np.random.Generator) -> PairData:
+    """`data` with the identity codes of a random `share` of its items zeroed (none without
+    codes)."""
+    if not data.id_dim or share <= 0:
+        return data
+    items = data.items.copy()
+    items[rng.random(len(items)) < share, -data.id_dim:] = 0.0
+    return dataclasses.replace(data, items=items, _by_user=data._by_user)
+
+
 def _validator(model: RewardModel, val: PairData | None, train: PairData, cfg: TrainConfig
                ) -> Callable[[], float] | None:
     """Accuracy on `val` with contexts from `train` (the same contexts every call)."""
@@ -139,7 +154,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
         sums: dict[str, float] = {}
         nb = 0
         t_epoch = time.perf_counter()
-        for batch in training_batches(train, users_per_batch=cfg.users_per_batch,
+        for batch in training_batches(_drop_identity(train, cfg.identity_dropout, rng),
+                                      users_per_batch=cfg.users_per_batch,
                                       targets_per_user=cfg.targets_per_user,
                                       context_size=cfg.context_size, rng=rng,
                                       variable_context=cfg.variable_context):

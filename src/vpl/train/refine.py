@@ -56,6 +56,7 @@ def fill_bank(model: VPL, data: PairData, context_size: int, seed: int = 0, chun
     model.train(was)
     dev = model.to_posterior.weight.device
     model.bank.latents = (torch.cat(means) if means else torch.zeros(0, model.latent_dim)).to(dev)
+    model.bank.owners = np.repeat(users, reps)
     return len(model.bank)
 
 
@@ -116,12 +117,20 @@ def _decoder_state(model: VPL) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.decoder_parameters().items()}
 
 
+Bank = tuple[torch.Tensor, "np.ndarray | None"]
+
+
+def _bank_state(model: VPL) -> Bank:
+    """The bank's latents and their owners, for `_set_decoder`."""
+    return model.bank.latents, model.bank.owners
+
+
 @torch.no_grad()
-def _set_decoder(model: VPL, params: dict[str, torch.Tensor], bank: torch.Tensor) -> None:
+def _set_decoder(model: VPL, params: dict[str, torch.Tensor], bank: Bank) -> None:
     """Copy saved decoder parameters back, and set the bank."""
     for name, p in model.decoder_parameters().items():
         p.copy_(params[name])
-    model.bank.latents = bank
+    model.bank.latents, model.bank.owners = bank
 
 
 def refine(model: VPL, data: PairData, epochs: int, seed: int = 0, batch_size: int = 512,
@@ -130,15 +139,15 @@ def refine(model: VPL, data: PairData, epochs: int, seed: int = 0, batch_size: i
     the one with the better validation accuracy (the first on ties). Returns `refine_epochs`'s
     report of the one kept and `refine_map` (1.0 if it was `map`)."""
     candidates = refine_candidates(model.config, validate is not None)
-    start = (_decoder_state(model), model.bank.latents)
-    best: tuple[dict[str, float], dict[str, torch.Tensor], torch.Tensor, str] | None = None
+    start = (_decoder_state(model), _bank_state(model))
+    best: tuple[dict[str, float], dict[str, torch.Tensor], Bank, str] | None = None
     for estep in candidates:
         if best is not None:  # back to the unrefined decoder and bank
             _set_decoder(model, *start)
         info = refine_epochs(model, data, epochs, seed, batch_size, validate, estep)
         if best is None or info["refine_val_accuracy_after"] > \
                 best[0]["refine_val_accuracy_after"] + 1e-4:  # several only with validate
-            best = (info, _decoder_state(model), model.bank.latents, estep)
+            best = (info, _decoder_state(model), _bank_state(model), estep)
     info, params, bank, estep = best
     if len(candidates) > 1:
         _set_decoder(model, params, bank)
@@ -183,11 +192,11 @@ def refine_epochs(model: VPL, data: PairData, epochs: int, seed: int, batch_size
     def e_step() -> None:
         users, z_users = map_latents(model, data) if use_map else user_latents(model, data)
         z_of[torch.from_numpy(users).to(dev)] = z_users
-        model.bank.fill(z_users, seed)
+        model.bank.fill(z_users, seed, owners=users)
 
     best_acc, kept = base_acc, 0
     saved = _decoder_state(model) if validate is not None else {}
-    saved_bank = model.bank.latents
+    saved_bank = _bank_state(model)
     e_step()
     for epoch in range(1, epochs + 1):
         if use_map and epoch > 1:
@@ -197,7 +206,7 @@ def refine_epochs(model: VPL, data: PairData, epochs: int, seed: int, batch_size
             acc = validate()
             if acc > best_acc + 1e-4:
                 best_acc, kept, saved = acc, epoch, _decoder_state(model)
-                saved_bank = model.bank.latents
+                saved_bank = _bank_state(model)
     model.train(was)
     if validate is None:
         return {"refine_epochs_kept": float(epochs)}

@@ -1,0 +1,52 @@
+"""The training loop: seeding, early stopping, and the validation set its phases see."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vpl.evaluate import evaluate_pairs
+from vpl.models import build
+from vpl.train import TrainConfig, fit, seed_everything
+
+
+def test_training_is_seeded(linear_users):
+    train, _ = linear_users
+    small = train.subset(np.arange(400))
+    outs = []
+    for _ in range(2):
+        seed_everything(3)
+        model = build("vpl", small.dim, hidden=32)
+        r = fit(model, small, None, TrainConfig(epochs=2, seed=3), progress=False)
+        outs.append(r.history[-1]["loss"])
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(("name", "patience", "epochs_run"),
+                         [("btl", None, 11), ("vpl", None, 21), ("vpl", 3, 4)])
+def test_early_stopping_patience_defaults_by_whether_the_model_reads_a_context(
+        linear_users, monkeypatch, name, patience, epochs_run):
+    import types
+
+    import vpl.evaluate
+
+    # validation accuracy that never improves after the first epoch
+    monkeypatch.setattr(vpl.evaluate, "evaluate_pairs",
+                        lambda *a, **k: types.SimpleNamespace(accuracy=0.5))
+    train, _ = linear_users
+    small = train.subset(np.flatnonzero(train.user < 10))
+    model = build(name, small.dim, **({"hidden": 16, "refine_epochs": 0} if name == "vpl" else {}))
+    res = fit(model, small, small, TrainConfig(epochs=40, patience=patience), progress=False)
+    assert res.best_epoch == 0 and len(res.history) == epochs_run
+
+
+def test_fit_passes_its_validation_set_to_the_refinement(linear_users):
+    train, val = linear_users
+    model = build("vpl", train.dim, latent_dim=4, hidden=32, refine_epochs=2)
+    res = fit(model, train, val, TrainConfig(epochs=2, seed=0), progress=False)
+    assert set(res.after_fit) == {"refine_epochs_kept", "refine_val_accuracy_before",
+                                  "refine_val_accuracy_after", "refine_map"}
+    assert res.after_fit["refine_val_accuracy_after"] >= res.after_fit["refine_val_accuracy_before"]
+    # what fit reports is the accuracy of the model it returns
+    got = evaluate_pairs(model, val, pool=train, context_size=8, seed=0).accuracy
+    assert got == pytest.approx(res.after_fit["refine_val_accuracy_after"])
