@@ -53,6 +53,13 @@ class LoadReport:
     reasons: Counter = field(default_factory=Counter)
     first_errors: list[str] = field(default_factory=list)
 
+    def skip(self, exc: DataError) -> None:
+        """Count a dropped row and its reason; keep the first few messages."""
+        self.skipped += 1
+        self.reasons[str(exc).split(": ", 1)[-1]] += 1
+        if len(self.first_errors) < 5:
+            self.first_errors.append(str(exc))
+
 
 def _text(row: Mapping[str, Any], name: str, *, source: str, line: int,
           allow_number: bool = False) -> str:
@@ -193,10 +200,7 @@ def _collect(rows: Iterable[tuple[int, Any]], fields: FieldMap, source: str, on_
         except DataError as exc:
             if on_error == "abort":
                 raise
-            report.skipped += 1
-            report.reasons[str(exc).split(": ", 1)[-1]] += 1
-            if len(report.first_errors) < 5:
-                report.first_errors.append(str(exc))
+            report.skip(exc)
 
 
 def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike],

@@ -151,10 +151,7 @@ def load_ratings(ratings: str | os.PathLike, items: str | os.PathLike | None = N
         except DataError as exc:
             if on_error == "abort":
                 raise
-            report.skipped += 1
-            report.reasons[str(exc).split(": ", 1)[-1]] += 1
-            if len(report.first_errors) < 5:
-                report.first_errors.append(str(exc))
+            report.skip(exc)
     if not out:
         raise DataError("no valid ratings", source=str(ratings))
     return RatingsData(out, texts, report)

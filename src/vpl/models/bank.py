@@ -62,12 +62,20 @@ class LatentBank(nn.Module):
     def weights(self, log_lik: torch.Tensor) -> torch.Tensor:
         """Posterior weights (B, M) from log p(context | z_m) (B, M): a uniform prior times the
         likelihood to the power `temperature`, over the latents not `hidden`."""
+        return torch.softmax(self._tempered(log_lik), dim=-1)
+
+    def log_weights(self, log_lik: torch.Tensor) -> torch.Tensor:
+        """The log of `weights`, computed stably."""
+        return torch.log_softmax(self._tempered(log_lik), dim=-1)
+
+    def _tempered(self, log_lik: torch.Tensor) -> torch.Tensor:
+        """log_lik times `temperature`, -inf for the `hidden` latents."""
         tau = float(self.temperature)
         if tau != 1.0:
             log_lik = tau * log_lik
         if self.hidden is not None:
             log_lik = log_lik.masked_fill(self.hidden.to(log_lik.device), float("-inf"))
-        return torch.softmax(log_lik, dim=-1)
+        return log_lik
 
     def posterior(self, log_lik: torch.Tensor, logvar_range: tuple[float, float] | None = None
                   ) -> Posterior:

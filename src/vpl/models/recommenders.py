@@ -115,7 +115,7 @@ class MatrixFactorizationALS(ItemBT):
     def options_from_data(cls, data: PairData) -> dict[str, Any]:
         return _needs_identity("mf-als", data)
 
-    def _item_index(self, x: torch.Tensor) -> torch.Tensor:
+    def item_index(self, x: torch.Tensor) -> torch.Tensor:
         """Vocabulary row of each item (..., D) from its code (-1: not in the vocabulary)."""
         code = x[..., -self.config.id_dim:]
         best = code.abs().max(-1)
@@ -138,8 +138,8 @@ class MatrixFactorizationALS(ItemBT):
         """Folded-in factors (B, F) of users from the items they chose and rejected in their
         contexts (zeros for an empty context)."""
         rows, k = ctx_mask.shape
-        ch = torch.where(ctx_mask, self._item_index(ctx_chosen), -1).reshape(-1).numpy()
-        rj = torch.where(ctx_mask, self._item_index(ctx_rejected), -1).reshape(-1).numpy()
+        ch = torch.where(ctx_mask, self.item_index(ctx_chosen), -1).reshape(-1).numpy()
+        rj = torch.where(ctx_mask, self.item_index(ctx_rejected), -1).reshape(-1).numpy()
         mat = interactions(np.repeat(np.arange(rows), k), ch, rj, rows, self.config.id_dim)
         if not mat.nnz:
             return torch.zeros(rows, self.config.factors)
@@ -154,6 +154,6 @@ class MatrixFactorizationALS(ItemBT):
             return base
         p = self.user_factors(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)  # (B, F)
         q = torch.cat([self.item_factors, self.item_factors.new_zeros(1, self.config.factors)])
-        qc = q[self._item_index(batch.chosen)]  # (B, T, F); row -1 is the zero row
-        qr = q[self._item_index(batch.rejected)]
+        qc = q[self.item_index(batch.chosen)]  # (B, T, F); row -1 is the zero row
+        qr = q[self.item_index(batch.rejected)]
         return base + self.alpha * ((qc - qr) * p.unsqueeze(1)).sum(-1)

@@ -344,8 +344,8 @@ class VPL(LatentRewardModel):
 
     def _bank_mixture_logits(self, batch: ContextBatch) -> torch.Tensor:
         """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m) over the bank."""
-        log_w = torch.log_softmax(self.bank.weights(self.bank_log_likelihood(
-            batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)).clamp_min(1e-30).log(), -1)
+        log_w = self.bank.log_weights(self.bank_log_likelihood(
+            batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask))  # (B, M)
         b, t, d = batch.chosen.shape
         r = self.reward_table(self.item_part(torch.cat([batch.chosen.reshape(b * t, d),
                                                         batch.rejected.reshape(b * t, d)])),

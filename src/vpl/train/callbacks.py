@@ -133,7 +133,7 @@ class MatrixFactorization(_NoOp):
                    validate: Validate | None) -> dict[str, float]:
         assert isinstance(model, MatrixFactorizationALS)
         x = torch.from_numpy(train.items)
-        idx = model._item_index(x).numpy()  # (N,) vocabulary row of each item
+        idx = model.item_index(x).numpy()  # (N,) vocabulary row of each item
         codes = train.items[:, -model.config.id_dim:]
         if not np.all((codes == 0) | (codes == 1)):
             raise ValueError("mf-als needs one-hot item codes (at most 1,024 recurring items)")
