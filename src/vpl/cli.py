@@ -41,9 +41,10 @@ def _add_item_dim(p: argparse.ArgumentParser) -> None:
 
 
 def _add_identity(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--identity", choices=("auto", "off"), default="auto",
-                   help="append item identity codes where the training items recur across users "
-                        "(collaborative signal; new items keep their text vector), or never")
+    p.add_argument("--identity", choices=("auto", "off"), default="off",
+                   help="auto: append item identity codes where the training items recur across "
+                        "users (collaborative signal; new items keep their text vector); off "
+                        "(default: it has not helped on the real data yet, docs/models.md)")
 
 
 def _fields(args: argparse.Namespace) -> FieldMap:

@@ -158,7 +158,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
               models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
               jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
               log: Callable[[str], None] = print, embed_model: str | None = None,
-              item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "auto") -> dict[str, Any]:
+              item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "off") -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
 
     `models` / `datasets`: subsets of the suite's, by name (default: all of them).
@@ -166,7 +166,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`).
     `embed_model`: the sentence encoder of every dataset (default `vpl.embed.DEFAULT_ENCODER`);
     `item_dim`: item vectors wider than this are projected to as many principal components;
-    `identity`: `auto` appends item identity codes where items recur (`off`: never).
+    `identity`: `auto` appends item identity codes where items recur (`off`, default: never).
     """
     from vpl.embed import DEFAULT_ENCODER
 

@@ -100,13 +100,13 @@ class Embedded:
 
 def embed_parts(blocks: Sequence[Sequence[Comparison]],
                 parts: Mapping[str, tuple[int, Sequence[Comparison]]], encoder: SentenceEncoder,
-                item_dim: int | None, *, fit_part: str = "train", identity: str = "auto"
+                item_dim: int | None, *, fit_part: str = "train", identity: str = "off"
                 ) -> Embedded:
     """Embed each block of records once and pick each named part (block index, its records)
     out of its block. Fitted on `fit_part` alone: item vectors wider than `item_dim` are
     projected onto that many principal components of its items (None or 0: never); with
     `identity` `auto`, item identity codes are appended where its items recur across users
-    (`vpl.embed.identity.fit_identity`; `off`: never)."""
+    (`vpl.embed.identity.fit_identity`; `off`, the default: never)."""
     if identity not in ("auto", "off"):
         raise ValueError(f"identity must be 'auto' or 'off', got {identity!r}")
     datas = [embed_comparisons(list(b), encoder) for b in blocks]
@@ -202,7 +202,7 @@ def _real_records(spec: BenchData, root: Path, seed: int
 
 def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
             hh_path: str | os.PathLike | None = None, embed_model: str | None = None,
-            item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "auto"
+            item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "off"
             ) -> Prepared | None:
     """Generate or load, embed and split one dataset (None: its files are absent).
     `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`)."""

@@ -63,7 +63,7 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
               model_options: dict[str, Any] | None = None, fields: FieldMap | None = None,
               test_users: float = 0.2, heldout_pairs: float = 0.2, on_error: str = "abort",
               embed_model: str = DEFAULT_ENCODER, item_dim: int | None = DEFAULT_ITEM_DIM,
-              progress: bool = True, logger: Logger | None = None, identity: str = "auto"
+              progress: bool = True, logger: Logger | None = None, identity: str = "off"
               ) -> dict[str, Any]:
     """Train one model on a data file and write a complete run directory; returns metrics.
 
