@@ -60,20 +60,40 @@ def test_bank_fill_posterior_and_particles():
     bank.fill(z, seed=1)
     assert torch.equal(bank.latents, z[torch.from_numpy(subsample_rows(5, 3, 1))])
     # uniform likelihood: the bank's mean and (population) variance
-    post = bank.posterior(torch.zeros(1, 3))
+    post = bank.posterior(torch.zeros(1, 3), torch.tensor([0]))
     assert torch.allclose(post.mean[0], bank.latents.mean(0))
     assert torch.allclose(post.logvar[0].exp(), bank.latents.var(0, unbiased=False), rtol=1e-5)
     # a context that singles out one latent: its value, the variance clamped from below
-    sharp = bank.posterior(torch.tensor([[0.0, -50.0, -50.0]]), logvar_range=(-6.0, 4.0))
+    sharp = bank.posterior(torch.tensor([[0.0, -50.0, -50.0]]), torch.tensor([4]),
+                           logvar_range=(-6.0, 4.0))
     assert torch.allclose(sharp.mean[0], bank.latents[0], atol=1e-6)
     assert torch.allclose(sharp.logvar, torch.full((1, 2), -6.0))
     ll = torch.tensor([0.0, 1.0, 2.0])
-    latents, w = bank.particles(ll)
+    latents, w = bank.particles(ll, 3)
     assert torch.equal(latents, bank.latents) and torch.allclose(w, torch.softmax(ll, 0))
     # more latents than particles: resampled, duplicates merged, weights the draw shares
     big = LatentBank(1, 50)
     big.fill(torch.randn(50, 1))
-    latents, w = big.particles(torch.zeros(50), max_particles=8,
+    latents, w = big.particles(torch.zeros(50), 0, max_particles=8,
                                generator=torch.Generator().manual_seed(0))
     assert len(latents) <= 8 and torch.allclose(w.sum(), torch.tensor(1.0))
     assert torch.allclose(w * 8, (w * 8).round())
+
+
+def test_temperature_is_kept_per_context_size():
+    from vpl.models.bank import CONTEXT_SIZES
+
+    bank = LatentBank(1, 4)
+    bank.fill(torch.tensor([[0.0], [1.0]]))
+    bank.temperature.copy_(torch.linspace(0.0, 1.0, len(CONTEXT_SIZES)))
+    # n pairs use the temperature of the largest size <= n (sizes below 1 the first)
+    n = torch.tensor([0, 1, 3, 8, 15, 100])
+    want = bank.temperature[torch.tensor([0, 0, 1, 3, 3, 5])]
+    assert torch.equal(bank.tau(n), want)
+    ll = torch.tensor([[0.0, -2.0]]).expand(6, -1)
+    w = bank.weights(ll, n)
+    assert torch.allclose(w, torch.softmax(want.unsqueeze(1) * ll, -1))
+    # a checkpoint from before: one temperature for every size
+    other = LatentBank(1, 4)
+    other.load_state_dict({"latents": bank.latents, "temperature": torch.tensor(0.5)})
+    assert torch.equal(other.temperature, torch.full((len(CONTEXT_SIZES),), 0.5))

@@ -1,4 +1,5 @@
-"""The bank temperature: chosen on held-out training users; 0 is the population's prediction."""
+"""The bank temperature and item effects: chosen on users held out of training; a temperature
+of 0 is the population's prediction."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import torch
 from vpl.data.pairs import PairData
 from vpl.evaluate import evaluate_pairs
 from vpl.models import build
+from vpl.models.bank import CONTEXT_SIZES
 from vpl.train import TrainConfig, fit
-from vpl.train.temper import select_temperature
+from vpl.train.loop import split_selection_users
+from vpl.train.temper import select_item_effects, select_temperature
 
 
 def _noisy_one_taste(n_users: int, seed: int, flip: float = 0.45) -> PairData:
@@ -41,33 +44,63 @@ def noisy_vpl():
     return model, train, test, res
 
 
-def test_fit_chooses_a_temperature_and_reports_the_scores(noisy_vpl):
-    model, _, _, res = noisy_vpl
-    tau = res.after_fit["bank_temperature"]
-    assert tau in (0.0, 0.125, 0.25, 0.5, 1.0)
-    assert float(model.bank.temperature) == tau
-    lls = {k: v for k, v in res.after_fit.items() if k.startswith("bank_loglik_tau_")}
-    assert len(lls) == 5 and max(lls.values()) == lls[f"bank_loglik_tau_{tau:g}"]
-    assert model.bank.owners is not None and len(model.bank.owners) == len(model.bank)
+def test_fit_chooses_a_temperature_per_context_size_and_reports_the_scores(noisy_vpl):
+    model, train, _, res = noisy_vpl
+    for j, k in enumerate(CONTEXT_SIZES):
+        tau = res.after_fit[f"bank_temperature_k{k}"]
+        assert tau in (0.0, 0.125, 0.25, 0.5, 1.0)
+        assert float(model.bank.temperature[j]) == tau
+        lls = {key: v for key, v in res.after_fit.items()
+               if key.startswith(f"bank_loglik_k{k}_tau_")}
+        assert len(lls) == 5
+        # the best, or no personalization where the best's gain was not significant
+        assert tau == 0.0 or max(lls.values()) == lls[f"bank_loglik_k{k}_tau_{tau:g}"]
+    # 15% of the 60 users were held out of training for the choice: not in the bank
+    assert model.bank.owners is not None and len(model.bank) == 60 - 9
+    assert "item_effects" in res.after_fit
 
 
-def test_zero_temperature_is_the_population_prediction_whatever_the_context(noisy_vpl):
+def test_selection_users_are_held_out_of_training_and_validation():
+    data = _noisy_one_taste(60, 0)
+    val = data.subset(np.arange(0, len(data), 10))
+    train, kept_val, held = split_selection_users(data, val, 0.15, seed=0)
+    held_users = set(np.unique(held.user))
+    assert len(held_users) == 9 and not held_users & set(np.unique(train.user))
+    assert not held_users & set(np.unique(kept_val.user))
+    assert len(train) + len(held) == len(data)
+    few = data.subset(np.flatnonzero(data.user < 20))  # below MIN_SELECTION_USERS
+    assert split_selection_users(few, None, 0.15, seed=0)[2] is None
+
+
+def test_zero_temperature_is_the_population_prediction_on_new_items(noisy_vpl):
     model, _, test, _ = noisy_vpl
-    before = float(model.bank.temperature)
+    before = model.bank.temperature.clone()
     try:
         model.bank.temperature.fill_(0.0)
         empty = evaluate_pairs(model, test, context_size=0).logits
-        full = evaluate_pairs(model, test, context_size=8, seed=3).logits
-        assert np.allclose(empty, full, atol=1e-5)
+        full = evaluate_pairs(model, test, context_size=8, seed=3)
+        new = full.item_disjoint  # item effects change only pairs that share items
+        assert new.sum() > 50
+        assert np.allclose(empty[new], full.logits[new], atol=1e-5)
     finally:
-        model.bank.temperature.fill_(before)
+        model.bank.temperature.copy_(before)
 
 
-def test_noise_only_contexts_pick_a_cold_temperature(noisy_vpl):
+def test_noise_only_contexts_pick_a_cold_temperature_and_no_item_effects(noisy_vpl):
     model, train, _, _ = noisy_vpl
-    info = select_temperature(model, model.bank, train, seed=0)
-    assert info["bank_temperature"] <= 0.25  # personalizing on noise loses likelihood
-    assert info["bank_loglik_tau_0"] > info["bank_loglik_tau_1"]
+    held = _noisy_one_taste(30, 5)
+    info = select_temperature(model, model.bank, train, held_out=held, seed=0)
+    for k in (4, 8, 16):  # personalizing on noise earns nothing
+        assert info[f"bank_temperature_k{k}"] == 0.0
+    assert info["bank_loglik_k16_tau_0"] > info["bank_loglik_k16_tau_1"]
+    # labels flipped at random carry nothing about the items either
+    before = float(model.item_effect)
+    try:
+        eff = select_item_effects(model, model.item_effect, train, model.bank, held_out=held)
+        assert eff["item_effects"] <= 0.5
+        assert eff["item_effects_loglik_0"] > eff["item_effects_loglik_4"]
+    finally:
+        model.item_effect.fill_(before)
 
 
 def test_fixed_temperature_and_too_few_users(noisy_vpl):
@@ -76,7 +109,8 @@ def test_fixed_temperature_and_too_few_users(noisy_vpl):
     model = build("vpl", train.dim, hidden=16, latent_dim=2, refine_epochs=0,
                   bank_temperature=0.5)
     res = fit(model, train, None, TrainConfig(epochs=1, seed=0), progress=False)
-    assert float(model.bank.temperature) == 0.5 and "bank_temperature" not in res.after_fit
+    assert bool((model.bank.temperature == 0.5).all())
+    assert not any(k.startswith("bank_temperature") for k in res.after_fit)
     assert select_temperature(model, model.bank, train.subset(np.flatnonzero(train.user < 5))) \
         == {}
 
@@ -99,3 +133,16 @@ def test_bank_mixture_prediction_averages_the_banks_probabilities(noisy_vpl):
                                          - mixed.reward(batch.rejected, zz.expand(6, -1)))[:, 0]
                            for zz in z], 1)  # (6, M)
     assert torch.allclose(got, (w * per).sum(1), atol=1e-5)
+
+
+def test_a_setting_must_earn_its_gain_over_no_personalization():
+    from vpl.train.temper import choose
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(-0.69, 0.05, size=200)
+    noisy = base + rng.normal(0.0005, 0.05, size=200)  # a tiny gain, lost in the noise
+    clear = base + 0.02 + rng.normal(0.0, 0.01, size=200)
+    assert choose(np.stack([base, noisy]))[0] == 0
+    assert choose(np.stack([base, noisy, clear]))[0] == 2
+    means = choose(np.stack([base, clear]))[1]
+    assert means[1] - means[0] == pytest.approx(0.02, abs=0.003)

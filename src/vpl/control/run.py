@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,43 @@ def plot_rollouts(maze: Maze, paths: dict[int, np.ndarray], path: Path, title: s
     plt.close(fig)
 
 
+def _control_data(cfg: ControlConfig, out: Path) -> MazeData:
+    """The offline data: loaded from `cfg.data_dir`, or generated and saved under `out/data`."""
+    if cfg.data_dir:
+        return offline.load(cfg.data_dir)
+    data = offline.generate(dataclasses.replace(cfg.data, goals=cfg.goals, seed=cfg.seed))
+    offline.save(data, out / "data")
+    return data
+
+
+def _eval_curve(reward: str, maze: Maze, test_z: list[np.ndarray], cfg: ControlConfig,
+                curve: list[dict[str, Any]]) -> Callable[[LatentPolicy, int], None]:
+    """A policy callback that appends the success rate at each evaluation step to `curve`."""
+    def on_eval(policy: LatentPolicy, step: int) -> None:
+        pg, _ = evaluate(policy, maze, test_z, cfg.episodes_per_user, cfg.max_steps,
+                         cfg.eval_seed)
+        curve.append({"step": step, "success_rate": float(np.mean(list(pg.values()))),
+                      "per_goal": pg})
+        log.info("%s step %d: success %.3f", reward, step, curve[-1]["success_rate"])
+    return on_eval
+
+
+def _save_outputs(where: Path, res: dict[str, Any], policy: LatentPolicy,
+                  model: RewardModel | None, fn: LearnedReward | None, maze: Maze,
+                  test_z: list[np.ndarray], paths: Any, cfg: ControlConfig) -> None:
+    """results.json, and the policy, reward model and plots where the config asks for them."""
+    where.mkdir(parents=True, exist_ok=True)
+    if cfg.save_policies:
+        save_policy(policy, where / "policy", {"reward": res["reward"],
+                                               "scaling": res["scaling"]})
+        if model is not None:
+            save_model(model, where / "reward_model")
+    if cfg.plots:
+        plot_reward_maps(maze, fn, test_z, where / "reward_maps.png", title=res["reward"])
+        plot_rollouts(maze, paths, where / "rollouts.png", title=res["reward"])
+    atomic_write_text(where / "results.json", json.dumps(res, indent=2, default=_json_default))
+
+
 def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig | None = None,
                 *, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Run each reward choice on shared data; write results.json (+ plots) per choice.
@@ -260,12 +298,7 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
         if r != "oracle":
             model_name(r)  # fail early if a model is not registered
     t0 = time.perf_counter()
-    if cfg.data_dir:
-        data = offline.load(cfg.data_dir)
-    else:
-        dcfg = dataclasses.replace(cfg.data, goals=cfg.goals, seed=cfg.seed)
-        data = offline.generate(dcfg)
-        offline.save(data, out / "data")
+    data = _control_data(cfg, out)
     t_data = time.perf_counter() - t0
     maze = data.maze
     ref = data.obs.reshape(-1, 2)
@@ -298,18 +331,9 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
                  float(rew.mean()), float(rew.std()), float(np.abs(np.diff(rew, axis=2)).mean()))
         test_z = _test_latents(data, model, rcfg.context_size)
         curve: list[dict[str, Any]] = []
-
-        def on_eval(policy: LatentPolicy, step: int, test_z: list[np.ndarray] = test_z,
-                    curve: list[dict[str, Any]] = curve, reward: str = reward) -> None:
-            pg, _ = evaluate(policy, maze, test_z, cfg.episodes_per_user, cfg.max_steps,
-                             cfg.eval_seed)
-            curve.append({"step": step, "success_rate": float(np.mean(list(pg.values()))),
-                          "per_goal": pg})
-            log.info("%s step %d: success %.3f", reward, step, curve[-1]["success_rate"])
-
         t2 = time.perf_counter()
-        policy = train_policy(maze, data.obs, data.actions, latents, rew, iql, on_eval,
-                              progress=progress)
+        policy = train_policy(maze, data.obs, data.actions, latents, rew, iql,
+                              _eval_curve(reward, maze, test_z, cfg, curve), progress=progress)
         t_policy = time.perf_counter() - t2
         per_goal, paths = evaluate(policy, maze, test_z, cfg.episodes_per_user, cfg.max_steps,
                                    cfg.eval_seed)
@@ -325,17 +349,8 @@ def run_control(rewards: list[str], out: str | os.PathLike, cfg: ControlConfig |
                         "total": time.perf_counter() - t1},
             "config": dataclasses.asdict(effective),
         }
-        where = out if len(rewards) == 1 else out / reward
-        where.mkdir(parents=True, exist_ok=True)
-        if cfg.save_policies:
-            save_policy(policy, where / "policy", {"reward": reward, "scaling": scaling})
-            if model is not None:
-                save_model(model, where / "reward_model")
-        if cfg.plots:
-            plot_reward_maps(maze, fn, test_z, where / "reward_maps.png", title=reward)
-            plot_rollouts(maze, paths, where / "rollouts.png", title=reward)
-        atomic_write_text(where / "results.json",
-                          json.dumps(res, indent=2, default=_json_default))
+        _save_outputs(out if len(rewards) == 1 else out / reward, res, policy, model, fn, maze,
+                      test_z, paths, cfg)
         results[reward] = res
         log.info("%s: success %.3f %s", reward, res["success_rate"], per_goal)
     return results

@@ -31,6 +31,10 @@ from vpl.experiments.prepare import Prepared, prepare
 from vpl.experiments.report import aggregate, git_commit, plot_few_shot, plot_latent, render_report
 from vpl.experiments.suites import ALL_MODELS, MODEL_VARIANTS, SUITES, Suite
 
+ID_ONLY = ("item-bt", "mf-als")
+"""Models that read only item identity codes: they run where items recur, on item vectors with
+codes appended whatever the suite's `identity` setting."""
+
 
 def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
             train_options: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +44,8 @@ def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
     from vpl.train import TrainConfig, fit, seed_everything
 
     name, options = MODEL_VARIANTS[model_key]
+    if name in ID_ONLY:
+        prep = prep.with_identity()
     cfg = TrainConfig(seed=seed, **train_options)
     seed_everything(seed)
     model = build_for(name, prep.train, **options)
@@ -95,8 +101,8 @@ def _runs_on(model_key: str, prep: Prepared) -> bool:
     name = MODEL_VARIANTS[model_key][0]
     if name == "oracle-type":
         return prep.train.user_types is not None
-    if name in ("item-bt", "mf-als"):
-        return prep.train.id_dim > 0
+    if name in ID_ONLY:
+        return prep.identity is not None
     return True
 
 

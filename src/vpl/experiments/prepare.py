@@ -130,6 +130,18 @@ class Prepared:
     val: PairData
     test: PairData
     test_pool_is_train: bool  # contexts of test pairs come from train (HH) or from test itself
+    identity: ItemIdentity | None = None
+    """Identity codes fitted on the training pairs where items recur (whether or not the item
+    vectors carry them): the recommender baselines read only these."""
+
+    def with_identity(self) -> Prepared:
+        """The same splits with identity codes appended to the item vectors (itself when the
+        vectors carry them already, or its items do not recur)."""
+        if self.identity is None or self.train.id_dim:
+            return self
+        return dataclasses.replace(self, train=self.identity.apply(self.train),
+                                   val=self.identity.apply(self.val),
+                                   test=self.identity.apply(self.test))
 
 
 def _with_types(data: PairData) -> PairData:
@@ -228,9 +240,12 @@ def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
     if spec.kind == "hh":  # one block: the held-out pairs are of the training users
         every = train_all + test_rec
         parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (0, test_rec)}
-        p = {k: _with_types(v) for k, v in
-             embed_parts([every], parts, encoder, item_dim, identity=identity).parts.items()}
-        return Prepared(spec.name, p["train"], p["val"], p["test"], test_pool_is_train=True)
-    parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (1, test_rec)}
-    p = embed_parts([train_all, test_rec], parts, encoder, item_dim, identity=identity).parts
-    return Prepared(spec.name, p["train"], p["val"], p["test"], test_pool_is_train=False)
+        emb = embed_parts([every], parts, encoder, item_dim, identity=identity)
+        p = {k: _with_types(v) for k, v in emb.parts.items()}
+    else:
+        parts = {"train": (0, train_rec), "val": (0, val_rec), "test": (1, test_rec)}
+        emb = embed_parts([train_all, test_rec], parts, encoder, item_dim, identity=identity)
+        p = emb.parts
+    ident = emb.identity if emb.identity is not None else fit_identity(p["train"])
+    return Prepared(spec.name, p["train"], p["val"], p["test"],
+                    test_pool_is_train=spec.kind == "hh", identity=ident)

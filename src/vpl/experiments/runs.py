@@ -22,12 +22,12 @@ from typing import Any
 from vpl.checkpoint import save_model
 from vpl.data.io import FieldMap, atomic_write_text, load_records
 from vpl.data.pairs import PairData
-from vpl.data.split import make_split
+from vpl.data.split import Split, make_split
 from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM
 from vpl.embed.identity import IDENTITY
 from vpl.embed.projection import PROJECTION
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
-from vpl.experiments.prepare import embed_parts, get_encoder
+from vpl.experiments.prepare import Embedded, embed_parts, get_encoder
 from vpl.models import RewardModel, build_for
 from vpl.models.presets import resolve
 from vpl.train import Logger, TrainConfig, TrainResult, fit, seed_everything
@@ -56,6 +56,50 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def run_metrics(model: RewardModel, train: PairData, val: PairData, test: PairData,
+                cfg: TrainConfig) -> dict[str, Any]:
+    """Scores of a trained model on the held-out pairs of seen users (contexts from their
+    training pairs) and on unseen users (contexts from their own pairs), at K and at every K
+    of `FEW_SHOT_K`, and the latent diagnostics."""
+    k = cfg.context_size
+    metrics: dict[str, Any] = {}
+    if len(val):
+        s = evaluate_pairs(model, val, pool=train, context_size=k, seed=cfg.seed)
+        metrics["seen_users"] = {key: v for key, v in s.summary().items() if key != "per_user"}
+        metrics["accuracy_seen_users"] = s.accuracy
+        metrics["few_shot_seen_users"] = few_shot_curve(model, val, train, seed=cfg.seed)
+    if len(test):
+        s = evaluate_pairs(model, test, context_size=k, seed=cfg.seed)
+        metrics["unseen_users"] = {key: v for key, v in s.summary().items() if key != "per_user"}
+        metrics["accuracy_unseen_users"] = s.accuracy
+        metrics["few_shot_unseen_users"] = few_shot_curve(model, test, seed=cfg.seed)
+    diag = latent_diagnostics(model, test if len(test) else train, context_size=k,
+                              seed=cfg.seed)
+    if diag:
+        metrics["latent"] = diag
+    return metrics
+
+
+def _write_run_dir(final: Path, model: RewardModel, emb: Embedded, split: Split,
+                   run: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write a run directory into a temporary one and swap it into place when complete."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    try:
+        save_model(model, tmp)
+        if emb.projection is not None:
+            emb.projection.save(tmp / PROJECTION)
+        if emb.identity is not None:
+            emb.identity.save(tmp / IDENTITY)
+        split.save(tmp / "split.json")
+        atomic_write_text(tmp / "run.json", json.dumps(run, indent=2))
+        atomic_write_text(tmp / "metrics.json", json.dumps(metrics, indent=2))
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name: str,
@@ -104,49 +148,22 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
         "train_seconds": result.seconds,
         "embed_seconds": t_embed,
         "train_pairs_per_second": result.pairs_per_second,
+        "after_fit": result.after_fit,
     }
-    if len(val):
-        s = evaluate_pairs(model, val, pool=train, context_size=k, seed=cfg.seed)
-        metrics["seen_users"] = {key: v for key, v in s.summary().items() if key != "per_user"}
-        metrics["accuracy_seen_users"] = s.accuracy
-        metrics["few_shot_seen_users"] = few_shot_curve(model, val, train, seed=cfg.seed)
-    if len(test):
-        s = evaluate_pairs(model, test, context_size=k, seed=cfg.seed)
-        metrics["unseen_users"] = {key: v for key, v in s.summary().items() if key != "per_user"}
-        metrics["accuracy_unseen_users"] = s.accuracy
-        metrics["few_shot_unseen_users"] = few_shot_curve(model, test, seed=cfg.seed)
-    diag_data = test if len(test) else train
-    diag = latent_diagnostics(model, diag_data, context_size=k, seed=cfg.seed)
-    if diag:
-        metrics["latent"] = diag
+    metrics.update(run_metrics(model, train, val, test, cfg))
     metrics["history"] = result.history
 
-    final = Path(out)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
-    try:
-        save_model(model, tmp)
-        if projection is not None:
-            projection.save(tmp / PROJECTION)
-        if emb.identity is not None:
-            emb.identity.save(tmp / IDENTITY)
-        split.save(tmp / "split.json")
-        run = {
-            "data": [str(Path(p).resolve()) for p in paths],
-            "fields": dataclasses.asdict(fields),
-            "embed_model": embed_model,
-            "item_dim": projection.out_dim if projection is not None else None,
-            "identity_items": len(emb.identity.keys) if emb.identity is not None else 0,
-            "model": model_name,
-            "model_options": model_options or {},
-            "train_config": dataclasses.asdict(cfg),
-            "test_users": test_users,
-            "heldout_pairs": heldout_pairs,
-        }
-        atomic_write_text(tmp / "run.json", json.dumps(run, indent=2))
-        atomic_write_text(tmp / "metrics.json", json.dumps(metrics, indent=2))
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    run = {
+        "data": [str(Path(p).resolve()) for p in paths],
+        "fields": dataclasses.asdict(fields),
+        "embed_model": embed_model,
+        "item_dim": projection.out_dim if projection is not None else None,
+        "identity_items": len(emb.identity.keys) if emb.identity is not None else 0,
+        "model": model_name,
+        "model_options": model_options or {},
+        "train_config": dataclasses.asdict(cfg),
+        "test_users": test_users,
+        "heldout_pairs": heldout_pairs,
+    }
+    _write_run_dir(Path(out), model, emb, split, run, metrics)
     return metrics

@@ -10,7 +10,7 @@ from vpl.models.presets import PRESETS
 MODEL_VARIANTS = PRESETS
 """Bench model names: the presets of `vpl.models.presets`."""
 
-ON_REQUEST = ("vpl-amortized", "vpl-predictive", "vpl-untempered", "vpl-concat", "vpl-paper", "vpl-linear", "vpl-mlp")
+ON_REQUEST = ("vpl-amortized", "vpl-mean", "vpl-untempered", "vpl-concat", "vpl-paper", "vpl-linear", "vpl-mlp")
 """Variants that run only when `--models` names them. `vpl-concat` is among them: it shows the
 paper's formulation collapsing (docs/results.md) and costs a tenth of the full suite's training
 time."""

@@ -144,7 +144,8 @@ class LowRank(LatentRewardModel):
                      ctx_mask: torch.Tensor) -> torch.Tensor:
         """Posterior weights (B, M) of the bank's members given each row's context pairs
         (B, K, D) x2 and mask (B, K): softmax over m of sum_k log sigmoid(w_m . g_k)."""
-        return self.bank.weights(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask))
+        return self.bank.weights(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask),
+                                 ctx_mask.sum(1))
 
     def bank_log_likelihood(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                             ctx_mask: torch.Tensor) -> torch.Tensor:
@@ -160,7 +161,7 @@ class LowRank(LatentRewardModel):
         and the diagonal of the inverse Hessian)."""
         if self.uses_bank:
             return self.bank.posterior(self.bank_log_likelihood(ctx_chosen, ctx_rejected,
-                                                                ctx_mask))
+                                                                ctx_mask), ctx_mask.sum(1))
         w, hess = self.fit_weights(ctx_chosen, ctx_rejected, ctx_mask)
         var = torch.linalg.inv(hess).diagonal(dim1=-2, dim2=-1)
         return Posterior(w, var.clamp_min(1e-12).log())
@@ -173,7 +174,7 @@ class LowRank(LatentRewardModel):
         mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool, device=ctx_a.device)
         if self.uses_bank:
             ll = self.bank_log_likelihood(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)[0]
-            return self.bank.particles(ll, max_particles, generator)
+            return self.bank.particles(ll, ctx_a.shape[0], max_particles, generator)
         w, hess = self.fit_weights(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)
         chol = torch.linalg.cholesky(torch.linalg.inv(hess[0]))  # covariance = L L^T
         half = torch.randn((samples + 1) // 2, self.config.rank, generator=generator,

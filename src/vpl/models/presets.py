@@ -26,8 +26,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "low-rank-map": ("low-rank", {"inference": "map"}),
     "vpl": ("vpl", {}),
     "vpl-amortized": ("vpl", {"inference": "amortized"}),
-    "vpl-predictive": ("vpl", {"bank_predict": "mixture"}),
-    "vpl-untempered": ("vpl", {"bank_temperature": 1.0}),
+    "vpl-mean": ("vpl", {"bank_predict": "mean"}),
+    "vpl-untempered": ("vpl", {"bank_temperature": 1.0, "item_effects": 0.0}),
     "vpl-attention": ("vpl", {"set_encoder": "attention"}),
     "vpl-concat": ("vpl", {"latent_mode": "concat", "context_nll": 0.0}),
     "vpl-paper": ("vpl", PAPER_VPL),
@@ -39,8 +39,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Preset name -> (registry name, options over the model's defaults).
 `vpl-paper`: the paper's formulation (`PAPER_VPL`); `vpl-concat`: z concatenated to the item
-with mean pooling, kept to show the latent collapsing; `vpl-predictive` predicts with the bank's posterior predictive instead of the posterior mean
-latent; `vpl-untempered` keeps Bayes' rule in the bank (temperature 1); `vpl-amortized` infers z
+with mean pooling, kept to show the latent collapsing; `vpl-mean` predicts under the posterior mean latent instead of the bank's posterior predictive;
+`vpl-untempered` keeps Bayes' rule in the bank (temperature 1) and no item effects, as before
+they were chosen on held-out users; `vpl-amortized` infers z
 with the encoder alone, as the paper does (`vpl` uses the latent bank); `low-rank-map` infers a new
 user's weights by MAP under a Gaussian prior (`low-rank`: bank); `vpl-linear`: linear reward
 features with a 4-d latent, the low-rank model's structure; `vpl-mlp`: reward features with

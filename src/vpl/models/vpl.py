@@ -38,6 +38,7 @@ from vpl.losses import (
 )
 from vpl.models.bank import LatentBank
 from vpl.models.base import LossOutput, Posterior, register
+from vpl.models.effects import context_batch, context_item_effects
 from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import PairEncoder, SetEncoder, mlp
 
@@ -126,16 +127,24 @@ class VPLConfig:
     the one with the better validation accuracy (`bank` on ties; `map` when training has no
     validation set); `bank` otherwise. Where the encoder works, MAP latents under N(0, I)
     can be a little worse than the bank's, hence the choice by validation."""
-    bank_predict: str = "mean"
-    """With bank inference, how a user's comparisons are predicted: `mean` (under the posterior
-    mean latent) or `mixture` (the posterior predictive, the bank's predictions averaged with
-    the posterior weights: hedged where the posterior is spread over latents that disagree)."""
-    bank_temperature: float | None = 1.0
+    bank_predict: str = "mixture"
+    """With bank inference, how a user's comparisons are predicted: `mixture` (default; the
+    posterior predictive, the bank's predictions averaged with the posterior weights: hedged
+    where the posterior is spread over latents that disagree, and calibrated) or `mean`
+    (under the posterior mean latent, overconfident where the posterior is spread)."""
+    bank_temperature: float | None = None
     """Power tau of the context likelihood in the bank posterior (`vpl.models.bank`): None
-    chooses it on held-out training users after training (`vpl.train.temper`); 1 is Bayes'
-    rule, 0 the population's prediction for everyone."""
+    (default) chooses it on held-out training users after training, on the pairs that share
+    no item with their context (`vpl.train.temper`); 1 is Bayes' rule, 0 the population's
+    prediction for everyone."""
     refine_steps: int = 8
     """Newton steps of each MAP latent fit (`refine_latents` `map`)."""
+    item_effects: float | None = None
+    """Prior variance s^2 of per-user item effects (`vpl.models.effects`): offsets for the
+    items of a user's own context, on top of the latent's reward, so that what the context
+    says about those very items does not have to move z. None chooses it on held-out training
+    users after training (`vpl.train.temper`); 0 turns them off. They are off with
+    `label_noise`, whose bounded log-odds they would break."""
 
 
 @register("vpl")
@@ -182,8 +191,10 @@ class VPL(LatentRewardModel):
             self.head_base = nn.Parameter(torch.randn(c.hidden) / c.hidden**0.5)
             self.head_from_z = nn.Linear(c.latent_dim, c.hidden, bias=False)
         self.bank = LatentBank(c.latent_dim, c.bank_size)
+        self.register_buffer("item_effect", torch.tensor(float(c.item_effects or 0.0)))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        state_dict.setdefault(prefix + "item_effect", torch.tensor(0.0))  # older checkpoints
         old, key = prefix + "latent_bank", prefix + "bank.latents"
         if old in state_dict:  # checkpoints that kept the bank as a buffer of the model
             state_dict[key] = state_dict.pop(old)
@@ -269,13 +280,14 @@ class VPL(LatentRewardModel):
     def bank_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                      ctx_mask: torch.Tensor) -> torch.Tensor:
         """Posterior weights (B, M) of the bank latents given each context (uniform prior)."""
-        return self.bank.weights(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask))
+        return self.bank.weights(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask),
+                                 ctx_mask.sum(1))
 
     def bank_posterior(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                        ctx_mask: torch.Tensor) -> Posterior:
         """The bank posterior summarized as a diagonal Gaussian (weighted mean and variance)."""
         return self.bank.posterior(self.bank_log_likelihood(ctx_chosen, ctx_rejected, ctx_mask),
-                                   (self.config.logvar_min, 4.0))
+                                   ctx_mask.sum(1), (self.config.logvar_min, 4.0))
 
     def infer(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
               ctx_mask: torch.Tensor) -> Posterior:
@@ -310,7 +322,7 @@ class VPL(LatentRewardModel):
                                      max_particles=max_particles)
         mask = torch.ones(1, ctx_a.shape[0], dtype=torch.bool, device=ctx_a.device)
         ll = self.bank_log_likelihood(ctx_a.unsqueeze(0), ctx_b.unsqueeze(0), mask)[0]  # (M,)
-        return self.bank.particles(ll, max_particles, generator)
+        return self.bank.particles(ll, ctx_a.shape[0], max_particles, generator)
 
     def extended_posteriors(self, ctx_a: torch.Tensor, ctx_b: torch.Tensor,
                             ext_a: torch.Tensor, ext_b: torch.Tensor) -> Posterior:
@@ -336,6 +348,16 @@ class VPL(LatentRewardModel):
         return post.mean + torch.randn_like(post.mean) * (0.5 * post.logvar).exp()
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
+        out = self._latent_logits(batch, sample)
+        strength = float(self.item_effect)
+        if (self.training or strength <= 0 or self.config.label_noise > 0
+                or not bool(batch.ctx_mask.any())):
+            return out
+        ctx_logits = self._latent_logits(context_batch(batch), sample)
+        return out + context_item_effects(batch, ctx_logits, strength)
+
+    def _latent_logits(self, batch: ContextBatch, sample: bool) -> torch.Tensor:
+        """Log-odds (B, T) under the user's latent alone (no item effects)."""
         if self.uses_bank and self.config.bank_predict == "mixture":
             return self._bank_mixture_logits(batch)
         z = self._latent(self.posterior(batch), sample)
@@ -345,7 +367,7 @@ class VPL(LatentRewardModel):
     def _bank_mixture_logits(self, batch: ContextBatch) -> torch.Tensor:
         """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m) over the bank."""
         log_w = self.bank.log_weights(self.bank_log_likelihood(
-            batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask))  # (B, M)
+            batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask), batch.ctx_mask.sum(1))
         b, t, d = batch.chosen.shape
         r = self.reward_table(self.item_part(torch.cat([batch.chosen.reshape(b * t, d),
                                                         batch.rejected.reshape(b * t, d)])),

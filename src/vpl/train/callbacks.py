@@ -21,7 +21,7 @@ from vpl.models.mixture import Mixture
 from vpl.models.recommenders import MatrixFactorizationALS, interactions
 from vpl.models.vpl import VPL
 from vpl.train import refine as vpl_refine
-from vpl.train.temper import select_temperature
+from vpl.train.temper import select_item_effects, select_temperature
 
 if TYPE_CHECKING:
     from vpl.train.loop import TrainConfig
@@ -37,9 +37,12 @@ class Callback(Protocol):
         """Before every epoch."""
 
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
-                   validate: Validate | None) -> dict[str, float]:
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
         """After the best weights are restored; `validate()` scores the model on the loop's
-        validation set (None without one). Returns facts worth recording."""
+        validation set (None without one); `held_out` holds the pairs of users kept out of
+        training for callbacks that choose settings on them (`selects_on_users`). Returns
+        facts worth recording."""
 
 
 class _NoOp:
@@ -48,7 +51,8 @@ class _NoOp:
         return None
 
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
-                   validate: Validate | None) -> dict[str, float]:
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
         return {}
 
 
@@ -104,7 +108,8 @@ class LowRankEM(_NoOp):
         low_rank_e_step(model, train)  # type: ignore[arg-type]
 
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
-                   validate: Validate | None) -> dict[str, float]:
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
         low_rank_e_step(model, train)  # type: ignore[arg-type]
         return {}
 
@@ -113,8 +118,15 @@ class BankTemperature(_NoOp):
     """After the bank is filled: its likelihood temperature, fixed by the model's config
     (`bank_temperature`) or chosen on held-out training users (`vpl.train.temper`)."""
 
+    @staticmethod
+    def selects_on_users(model: RewardModel) -> bool:
+        """Whether it will choose the temperature on users held out of training."""
+        mode = model.inference if isinstance(model, VPL) else model.config.inference
+        return mode == "bank" and model.config.bank_temperature is None
+
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
-                   validate: Validate | None) -> dict[str, float]:
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
         mode = model.inference if isinstance(model, VPL) else model.config.inference
         if mode != "bank" or not len(model.bank):
             return {}
@@ -122,7 +134,30 @@ class BankTemperature(_NoOp):
         if fixed is not None:
             model.bank.temperature.fill_(float(fixed))
             return {}
-        return select_temperature(model, model.bank, train, seed=cfg.seed)
+        return select_temperature(model, model.bank, train, held_out=held_out, seed=cfg.seed)
+
+
+class ItemEffects(_NoOp):
+    """After the bank's temperature: the strength of per-user item effects
+    (`vpl.models.effects`), fixed by the model's config (`item_effects`) or chosen on held-out
+    training users (`vpl.train.temper`)."""
+
+    @staticmethod
+    def selects_on_users(model: RewardModel) -> bool:
+        """Whether it will choose the strength on users held out of training."""
+        return model.config.item_effects is None and model.config.label_noise == 0
+
+    def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
+        assert isinstance(model, VPL)
+        fixed = 0.0 if model.config.label_noise > 0 else model.config.item_effects
+        if fixed is not None:
+            model.item_effect.fill_(float(fixed))
+            return {}
+        bank = model.bank if model.inference == "bank" and len(model.bank) else None
+        return select_item_effects(model, model.item_effect, train, bank, held_out=held_out,
+                                   seed=cfg.seed)
 
 
 class MatrixFactorization(_NoOp):
@@ -130,7 +165,8 @@ class MatrixFactorization(_NoOp):
     and the weight alpha of the factor term, by logistic regression on the training pairs."""
 
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
-                   validate: Validate | None) -> dict[str, float]:
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
         assert isinstance(model, MatrixFactorizationALS)
         x = torch.from_numpy(train.items)
         idx = model.item_index(x).numpy()  # (N,) vocabulary row of each item
@@ -171,7 +207,8 @@ class VPLBankRefinement(_NoOp):
     decoder (`VPLConfig.refine_epochs`, guarded by `validate` when given)."""
 
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
-                   validate: Validate | None) -> dict[str, float]:
+                   validate: Validate | None, held_out: PairData | None = None
+                   ) -> dict[str, float]:
         assert isinstance(model, VPL)
         vpl_refine.fill_bank(model, train, cfg.context_size, cfg.seed)
         if model.inference == "bank" and model.config.refine_epochs > 0:
@@ -183,7 +220,7 @@ class VPLBankRefinement(_NoOp):
 CALLBACKS: dict[type[RewardModel], Callable[[], list[Callback]]] = {
     Mixture: lambda: [MixtureEM()],
     LowRank: lambda: [LowRankEM(), BankTemperature()],
-    VPL: lambda: [VPLBankRefinement(), BankTemperature()],
+    VPL: lambda: [VPLBankRefinement(), BankTemperature(), ItemEffects()],
     MatrixFactorizationALS: lambda: [MatrixFactorization()],
 }
 

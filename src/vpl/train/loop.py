@@ -62,6 +62,12 @@ class TrainConfig:
     threads: int = 1
     """CPU threads for training (0: torch's default). The models are small, so one thread
     avoids synchronization overhead and is not slowed down by other busy processes."""
+    selection_users: float = 0.15
+    """Share of the training users kept out of training for the phases that choose, on users
+    the model has never seen, how far to personalize (VPL's bank temperature and item effects;
+    `vpl.train.temper`). Only models with such a phase hold users out, and only from
+    `MIN_SELECTION_USERS` training users on; with fewer, those phases cross-validate over the
+    training users instead. 0: never hold users out."""
     identity_dropout: float = 0.5
     """Where item vectors carry identity codes (`vpl.embed.identity`): the share of items whose
     code is zeroed in each epoch, so the text path alone learns to score items never seen in
@@ -81,6 +87,27 @@ class TrainResult:
     """What the phases after the loop reported (e.g. VPL's decoder refinement)."""
 
 
+MIN_SELECTION_USERS = 50
+"""Fewest training users from which `TrainConfig.selection_users` are held out."""
+
+
+def split_selection_users(train: PairData, val: PairData | None, share: float, seed: int
+                          ) -> tuple[PairData, PairData | None, PairData | None]:
+    """(training pairs, validation pairs, pairs of the held-out selection users): a seeded
+    random `share` of the users of `train` (none below `MIN_SELECTION_USERS` users), their
+    validation pairs dropped too."""
+    users = np.unique(train.user)
+    n = int(round(share * len(users)))
+    if share <= 0 or len(users) < MIN_SELECTION_USERS or n < 1:
+        return train, val, None
+    held = np.random.default_rng(seed).permutation(users)[:n]
+    out = np.isin(train.user, held)
+    keep_val = val
+    if val is not None:
+        keep_val = val.subset(np.flatnonzero(~np.isin(val.user, held)))
+    return (train.subset(np.flatnonzero(~out)), keep_val, train.subset(np.flatnonzero(out)))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch."""
     random.seed(seed)
@@ -96,16 +123,21 @@ def fit(model: RewardModel, train: PairData, val: PairData | None = None,
 
     The best weights (by validation accuracy) are restored at the end, then the callbacks'
     `on_fit_end` phases run (default: `callbacks_for(model)`, e.g. VPL's bank and
-    refinement). `logger` receives every epoch's metrics (default: none).
+    refinement). When a callback chooses settings on held-out users (its
+    `selects_on_users(model)` is true),
+    `TrainConfig.selection_users` of the users are kept out of training for it.
+    `logger` receives every epoch's metrics (default: none).
     """
     cfg = config or TrainConfig()
     threads_before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit(model, train, val, cfg, progress,
-                    callbacks_for(model) if callbacks is None else list(callbacks),
-                    logger or NullLogger())
+        cbs = callbacks_for(model) if callbacks is None else list(callbacks)
+        held = None
+        if any(getattr(cb, "selects_on_users", lambda m: False)(model) for cb in cbs):
+            train, val, held = split_selection_users(train, val, cfg.selection_users, cfg.seed)
+        return _fit(model, train, val, held, cfg, progress, cbs, logger or NullLogger())
     finally:
         torch.set_num_threads(threads_before)
 
@@ -131,8 +163,9 @@ def _validator(model: RewardModel, val: PairData | None, train: PairData, cfg: T
                                   seed=cfg.seed, device=cfg.device).accuracy
 
 
-def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainConfig,
-         progress: bool, callbacks: list[Callback], logger: Logger) -> TrainResult:
+def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairData | None,
+         cfg: TrainConfig, progress: bool, callbacks: list[Callback], logger: Logger
+         ) -> TrainResult:
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(cfg.device)
@@ -192,7 +225,7 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, cfg: TrainCo
     if best_state is not None:
         model.load_state_dict(best_state)
     for cb in callbacks:
-        result.after_fit.update(cb.on_fit_end(model, train, cfg, validate))
+        result.after_fit.update(cb.on_fit_end(model, train, cfg, validate, held))
     if result.after_fit:
         logger.log_metrics(result.after_fit, step=len(result.history))
     model.eval()

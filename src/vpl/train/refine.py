@@ -76,8 +76,9 @@ def user_latents(model: VPL, data: PairData, chunk: int = 4096) -> tuple[np.ndar
         ll.index_add_(0, torch.from_numpy(data.user[s : s + chunk]).to(dev),
                       model.pair_log_likelihood(ch, rj))
     model.train(was)
-    users = np.unique(data.user)
-    w = model.bank.weights(ll[torch.from_numpy(users).to(dev)])  # (U, M)
+    users, counts = np.unique(data.user, return_counts=True)
+    w = model.bank.weights(ll[torch.from_numpy(users).to(dev)],
+                           torch.from_numpy(counts).to(dev))  # (U, M)
     return users, w @ bank
 
 
