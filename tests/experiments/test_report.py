@@ -28,3 +28,4 @@ def test_aggregate_averages_seeds_and_users():
 
     many = aggregate([run(0, [0.5, 0.6, 0.7, 0.8, 0.9])])["d"]["m"]["curve"]["8"]
     assert many["ci_users"] == pytest.approx(_ci([0.5, 0.6, 0.7, 0.8, 0.9]))
+

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from vpl.data.io import atomic_write_text
 from vpl.embed.encoder import DEFAULT_ITEM_DIM
+from vpl.experiments.ceiling import crowd_agreement
 from vpl.experiments.prepare import Prepared, prepare
 from vpl.experiments.report import aggregate, git_commit, plot_few_shot, plot_latent, render_report
 from vpl.experiments.suites import ALL_MODELS, MODEL_VARIANTS, SUITES, Suite
@@ -148,7 +149,7 @@ def _write(out: Path, suite: Suite, results: list[dict[str, Any]], order: list[s
     table = aggregate(results)
     table = {d: table[d] for d in order if d in table}
     report = render_report(suite, table, meta["seconds"], meta["commit"], skipped,
-                           meta["embed_model"], meta["item_dim"])
+                           meta["embed_model"], meta["item_dim"], meta.get("ceilings"))
     atomic_write_text(out / "results.json", json.dumps(
         {"suite": suite.name, **meta, "table": table, "runs": results}, indent=2))
     atomic_write_text(out / "report.md", report)
@@ -184,6 +185,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     t0 = time.perf_counter()
     order: list[str] = []
     skipped: list[str] = []
+    ceilings: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=0, desc=f"bench {suite.name}", disable=not progress)
 
     def prepared() -> Iterator[Prepared]:
@@ -195,12 +197,14 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
                 log(f"{spec.name}: data not found, skipped")
                 continue
             order.append(p.name)
+            if p.identity is not None and not p.test_pool_is_train:  # items recur
+                ceilings[p.name] = crowd_agreement(p.test, [p.train, p.val])
             yield p
 
     results = _run_jobs(suite, prepared(), jobs or os.cpu_count() or 1, bar)
     bar.close()
     meta = {"commit": commit, "seconds": time.perf_counter() - t0, "embed_model": embed_model,
-            "item_dim": item_dim, "identity": identity}
+            "item_dim": item_dim, "identity": identity, "ceilings": ceilings}
     table, report = _write(out, suite, results, order, meta, skipped)
     log(report)
     return table

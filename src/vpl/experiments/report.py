@@ -51,6 +51,7 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
                     "accuracy": float(np.mean(accs)), "ci_seeds": t_halfwidth(accs),
                     "ci_users": ci_users,
                     "accuracy_item_disjoint": float(np.nanmean(disj)),
+                    "ci_seeds_item_disjoint": t_halfwidth([d for d in disj if d == d]),
                     "worst_user": float(np.mean([r["curve"][k]["worst_user_accuracy"]
                                                  for r in runs])),
                     "user_std": float(np.mean([r["curve"][k]["user_accuracy_std"] for r in runs])),
@@ -74,10 +75,37 @@ def _fmt(acc: float, ci: float) -> str:
     return f"{acc:.3f}" if ci == 0 else f"{acc:.3f} ± {ci:.3f}"
 
 
+def _k_table(models: dict[str, dict[str, Any]], ks: list[str], key: str, ci_key: str
+             ) -> list[str]:
+    """Markdown rows: one per model, its `key` accuracy at every K (CI over seeds if several,
+    else `ci_key`)."""
+    lines = ["| model | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for m, c in models.items():
+        cells = []
+        for k in ks:
+            p = c["curve"][k]
+            ci = p.get(ci_key, 0.0) if c["seeds"] == 1 else p.get(
+                "ci_seeds" if key == "accuracy" else "ci_seeds_item_disjoint", 0.0)
+            cells.append(_fmt(p[key], ci))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ceiling_line(c: dict[str, Any]) -> str:
+    return (f"Crowd agreement: on the {c['coverage']:.0%} of test pairs that other raters "
+            f"judged too, a rater agrees with the majority of the others on that very pair "
+            f"{c['agreement']:.3f} of the time (ties count one half; {c['n_pairs']} pairs). "
+            "That is the accuracy of answering each pair with the crowd's vote on it: a "
+            "model that pools the crowd over items can beat it, one that knows the rater "
+            "more so.")
+
+
 def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
                   seconds: float, commit: str, skipped: Sequence[str],
-                  embed_model: str | None = None, item_dim: int | None = None) -> str:
-    """The Markdown report: a few-shot table and a detail table per dataset."""
+                  embed_model: str | None = None, item_dim: int | None = None,
+                  ceilings: dict[str, dict[str, Any]] | None = None) -> str:
+    """The Markdown report: few-shot tables (all pairs, item-disjoint pairs), the crowd
+    ceiling where items recur, and a detail table per dataset."""
     lines = [f"# vpl bench: suite `{suite.name}`", "",
              f"Commit `{commit}`; {suite.seeds} seed(s); {seconds:.0f} s on "
              f"{os.cpu_count()} CPU core(s). Accuracy on test pairs (unseen users, except "
@@ -93,16 +121,12 @@ def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
         lines += [f"*{name}: skipped (data not found).*", ""]
     for ds, models in table.items():
         ks = list(next(iter(models.values()))["curve"])
-        lines += [f"## {ds}", "", f"![accuracy vs K]({ds}_few_shot.png)", "",
-                  "| model | " + " | ".join(f"K={k}" for k in ks) + " |",
-                  "|---|" + "---|" * len(ks)]
-        for m, c in models.items():
-            cells = []
-            for k in ks:
-                p = c["curve"][k]
-                cells.append(_fmt(p["accuracy"], p["ci_seeds"] if c["seeds"] > 1
-                                  else p["ci_users"]))
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += [f"## {ds}", "", f"![accuracy vs K]({ds}_few_shot.png)", "", "All pairs:", ""]
+        lines += _k_table(models, ks, "accuracy", "ci_users")
+        lines += ["", "Pairs that share no item with the user's context:", ""]
+        lines += _k_table(models, ks, "accuracy_item_disjoint", "")
+        if ceilings and ds in ceilings:
+            lines += ["", _ceiling_line(ceilings[ds])]
         kr = next(iter(models.values()))["k_ref"]
         lines += ["", f"At K={kr}:", "",
                   "| model | accuracy (CI over users) | item-disjoint | worst user | user std "

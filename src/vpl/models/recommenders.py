@@ -43,6 +43,13 @@ def interactions(row: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, user
     return mat
 
 
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread (`implicit` parallelizes itself)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, "blas")
+
+
 def _needs_identity(name: str, data: PairData) -> dict[str, Any]:
     if not data.id_dim:
         raise ValueError(f"{name} needs items that recur across users (item identity codes, "
@@ -121,15 +128,16 @@ class MatrixFactorizationALS(ItemBT):
         best = code.abs().max(-1)
         return torch.where(best.values > 0.5, code.argmax(-1), -1)
 
-    def _model(self) -> Any:
+    def als_model(self) -> Any:
         """The implicit ALS model holding the item factors (for fold-in)."""
         if self.als is None:
             from implicit.cpu.als import AlternatingLeastSquares
 
-            self.als = AlternatingLeastSquares(factors=self.config.factors,
-                                               regularization=self.config.regularization,
-                                               iterations=self.config.iterations,
-                                               random_state=0)
+            with one_blas_thread():  # implicit warns (and slows down) with a BLAS thread pool
+                self.als = AlternatingLeastSquares(factors=self.config.factors,
+                                                   regularization=self.config.regularization,
+                                                   iterations=self.config.iterations,
+                                                   random_state=0)
             self.als.item_factors = self.item_factors.cpu().numpy().astype(np.float32)
         return self.als
 
@@ -143,7 +151,7 @@ class MatrixFactorizationALS(ItemBT):
         mat = interactions(np.repeat(np.arange(rows), k), ch, rj, rows, self.config.id_dim)
         if not mat.nnz:
             return torch.zeros(rows, self.config.factors)
-        f = self._model().recalculate_user(np.arange(rows), mat)
+        f = self.als_model().recalculate_user(np.arange(rows), mat)
         out = torch.from_numpy(np.asarray(f, dtype=np.float32)).reshape(rows, -1)
         has = torch.from_numpy(np.diff(mat.indptr) > 0).unsqueeze(1)
         return torch.where(has, out, 0.0)

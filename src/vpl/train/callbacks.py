@@ -18,7 +18,7 @@ from vpl.data.pairs import PairData
 from vpl.models import RewardModel
 from vpl.models.low_rank import LowRank
 from vpl.models.mixture import Mixture
-from vpl.models.recommenders import MatrixFactorizationALS, interactions
+from vpl.models.recommenders import MatrixFactorizationALS, interactions, one_blas_thread
 from vpl.models.vpl import VPL
 from vpl.train import refine as vpl_refine
 from vpl.train.temper import select_item_effects, select_temperature
@@ -177,8 +177,9 @@ class MatrixFactorization(_NoOp):
         users = np.unique(train.user)
         row = np.searchsorted(users, train.user)
         mat = interactions(row, ch, rj, len(users), model.config.id_dim)
-        als = model._model()
-        als.fit(mat, show_progress=False)
+        als = model.als_model()
+        with one_blas_thread():
+            als.fit(mat, show_progress=False)
         q = np.asarray(als.item_factors, dtype=np.float32)
         p = np.asarray(als.user_factors, dtype=np.float32)[np.searchsorted(users, train.user)]
         qz = np.vstack([q, np.zeros((1, q.shape[1]), np.float32)])
