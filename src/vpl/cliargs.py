@@ -67,7 +67,7 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
         default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING
                                else None)
         kind, optional = _base_type(hints[f.name])
-        doc = docs.get(f.name, "")
+        doc = docs.get(f.name, "").replace("%", "%%")  # argparse formats help with %
         kw: dict[str, Any] = {"dest": f"{cls.__name__}.{f.name}", "default": default,
                               "help": f"{doc} (default: {default})".strip()}
         if kind is bool:

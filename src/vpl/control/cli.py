@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 
+from vpl.cliargs import add_config_args, from_args
 from vpl.control.offline import MazeDataConfig
 from vpl.control.policy import LATENT_SCALES, IQLSettings
 from vpl.control.rewards import REWARDS, SCALINGS, VPL_VARIANTS, RewardConfig
@@ -16,87 +16,64 @@ from vpl.control.run import ControlConfig
 CHOICES = sorted(REWARDS)
 
 
+MAZE_FLAGS = {"train_users_per_goal": "users-per-goal"}
+"""Flag names of `MazeDataConfig` fields that differ from the field names."""
+REWARD_FLAGS = {"epochs": "reward-epochs", "patience": "reward-patience", "lr": "reward-lr",
+                "hidden": "reward-hidden", "layers": "reward-layers",
+                "inference": "vpl-inference"}
+"""Flag names of `RewardConfig` fields (prefixed where another config has the same field)."""
+IQL_FLAGS = {"steps": "iql-steps", "batch_size": "iql-batch-size", "hidden": "iql-hidden",
+             "lr": "iql-lr", "tau": "iql-tau", "threads": "iql-threads"}
+"""Flag names of `IQLSettings` fields."""
+
+
 def add_maze_data_parser(data_subparsers: argparse._SubParsersAction) -> None:
-    """Register `maze` under `vpl data`: exploration data + simulated users into --out."""
+    """Register `maze` under `vpl data`: exploration data + simulated users into --out, one
+    flag per `MazeDataConfig` field."""
     p = data_subparsers.add_parser("maze", help="generate offline maze data and preference sets")
-    p.add_argument("--goals", type=int, default=2, help="number of goals (user types)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--noise", type=float, default=MazeDataConfig.noise,
-                   help="probability that a label is flipped")
-    p.add_argument("--layout", default="large", help="maze layout (large, medium, umaze)")
-    p.add_argument("--episodes", type=int, default=MazeDataConfig.episodes,
-                   help="exploration episodes")
-    p.add_argument("--users-per-goal", type=int, default=MazeDataConfig.train_users_per_goal,
-                   help="training users per goal")
+    add_config_args(p, MazeDataConfig, names=MAZE_FLAGS)
     p.set_defaults(func=_cmd_data_maze)
 
 
 def _cmd_data_maze(args: argparse.Namespace) -> int:
-    from vpl.control.offline import make_maze_data
+    from vpl.control.offline import generate, save
 
-    path = make_maze_data(args.goals, args.out, seed=args.seed, noise=args.noise,
-                          layout=args.layout, episodes=args.episodes,
-                          train_users_per_goal=args.users_per_goal)
+    cfg = from_args(MazeDataConfig, args)
+    path = save(generate(cfg), args.out)
     print(f"wrote maze data to {path}")
     return 0
 
 
 def add_control_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `control` with its `run` subcommand under the main parser's subparsers."""
+    """Register `control` with its `run` subcommand under the main parser's subparsers: one
+    flag per field of `ControlConfig` and of its data, reward and policy configs (the seed
+    and the number of goals are set once, for all of them)."""
     ctl = subparsers.add_parser("control", help="maze control experiment (offline RL)")
     sub = ctl.add_subparsers(dest="control_command", required=True)
     p = sub.add_parser("run", help="learn a reward, train an IQL policy, evaluate success")
-    p.add_argument("--goals", type=int, default=2, help="number of goals (user types)")
     p.add_argument("--reward", required=True, choices=CHOICES, help="reward model")
     p.add_argument("--out", required=True, help="output folder (results.json, plots, policy)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--data", default=None, help="maze data folder from `vpl data maze`")
-    p.add_argument("--scaling", default="auto", choices=("auto", *SCALINGS),
-                   help="reward scaling (auto: the reward's default)")
-    p.add_argument("--noise", type=float, default=MazeDataConfig.noise,
-                   help="label noise when data is generated")
-    p.add_argument("--iql-steps", type=int, default=IQLSettings.steps, help="IQL gradient steps")
-    p.add_argument("--eval-every", type=int, default=IQLSettings.eval_every,
-                   help="IQL steps between success evaluations (0: only at the end)")
-    p.add_argument("--reward-epochs", type=int, default=RewardConfig.epochs,
-                   help="maximum reward-model epochs")
-    p.add_argument("--vpl-inference", default=RewardConfig.inference,
-                   choices=("amortized", "bank"),
-                   help="how VPL infers a user's latent from their labeled queries")
-    p.add_argument("--label-noise", type=float, default=RewardConfig.label_noise,
-                   help="VPL's assumed rate of flipped labels (0: plain Bradley-Terry)")
-    p.add_argument("--vpl-variant", default=RewardConfig.vpl_variant, choices=VPL_VARIANTS,
-                   help="VPL configuration: default (z sets a per-user reward head) or concat "
-                        "(the paper's: z concatenated to the state)")
-    p.add_argument("--iql-hidden", type=int, default=IQLSettings.hidden,
-                   help="width of the IQL networks (0: 64 per goal, at least 128)")
-    p.add_argument("--latent-scale", default=IQLSettings.latent_scale, choices=LATENT_SCALES,
-                   help="how the policy sees z: whiten (principal components at unit variance), "
-                        "global (one common scale) or per-dim")
-    p.add_argument("--episodes", type=int, default=MazeDataConfig.episodes,
-                   help="exploration episodes when data is generated")
-    p.add_argument("--users-per-goal", type=int, default=MazeDataConfig.train_users_per_goal,
-                   help="training users per goal when data is generated")
-    p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(p, ControlConfig, names={"data_dir": "data"},
+                    skip=("data", "reward", "iql"), choices={"scaling": ("auto", *SCALINGS)})
+    add_config_args(p.add_argument_group("maze data (when generated)"), MazeDataConfig,
+                    names=MAZE_FLAGS, skip=("goals", "seed"))
+    add_config_args(p.add_argument_group("reward model"), RewardConfig, names=REWARD_FLAGS,
+                    skip=("seed",), choices={"vpl_variant": VPL_VARIANTS,
+                                             "inference": ("amortized", "bank")})
+    add_config_args(p.add_argument_group("policy (IQL)"), IQLSettings, names=IQL_FLAGS,
+                    skip=("seed",), choices={"latent_scale": LATENT_SCALES})
     p.set_defaults(func=_cmd_control_run)
 
 
 def config_from_args(args: argparse.Namespace) -> ControlConfig:
     """The `ControlConfig` described by parsed `control run` arguments."""
-    base = ControlConfig()
-    return dataclasses.replace(
-        base, goals=args.goals, seed=args.seed, scaling=args.scaling, data_dir=args.data,
-        plots=not args.no_plots,
-        data=dataclasses.replace(base.data, noise=args.noise, episodes=args.episodes,
-                                 train_users_per_goal=args.users_per_goal),
-        reward=dataclasses.replace(base.reward, epochs=args.reward_epochs,
-                                   inference=args.vpl_inference, label_noise=args.label_noise,
-                                   vpl_variant=args.vpl_variant),
-        iql=dataclasses.replace(base.iql, steps=args.iql_steps, eval_every=args.eval_every,
-                                hidden=args.iql_hidden, latent_scale=args.latent_scale),
-    )
+    return from_args(ControlConfig, args,
+                     data=from_args(MazeDataConfig, args, goals=args.__dict__["ControlConfig.goals"],
+                                    seed=args.__dict__["ControlConfig.seed"]),
+                     reward=from_args(RewardConfig, args),
+                     iql=from_args(IQLSettings, args))
 
 
 def _cmd_control_run(args: argparse.Namespace) -> int:
