@@ -193,17 +193,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `vpl` command."""
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """`vpl data pets | personas | from-ratings | check | maze`."""
     from vpl.data.ratings import RatingsConfig
-    from vpl.models import REGISTRY
-    from vpl.models.presets import PRESETS
-    from vpl.train import TrainConfig
-
-    p = argparse.ArgumentParser(prog="vpl", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="generate or check preference data")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -237,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_maze_data_parser(dsub)
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    """`vpl train`: every `TrainConfig` field is a flag."""
+    from vpl.models import REGISTRY
+    from vpl.models.presets import PRESETS
+    from vpl.train import TrainConfig
+
     t = sub.add_parser("train", help="train a reward model and save a run directory")
     t.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
     t.add_argument("--model", default="vpl", choices=sorted({*REGISTRY, *PRESETS}),
@@ -259,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fields(t)
     t.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_and_demo(sub: argparse._SubParsersAction) -> None:
+    """`vpl evaluate` and `vpl demo`."""
     e = sub.add_parser("evaluate", help="accuracy of a trained run on a data file")
     e.add_argument("--run", required=True)
     e.add_argument("--data", required=True, nargs="+")
@@ -274,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--epochs", type=int, default=None)
     dm.set_defaults(func=cmd_demo)
 
+
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
+    """`vpl bench`."""
     b = sub.add_parser("bench", help="every model on every dataset of a suite, with a report")
     b.add_argument("--suite", default="quick",
                    help="tiny, quick (< 10 min), hh (relabeled HH-RLHF only) or full")
@@ -297,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `vpl` command."""
+    p = argparse.ArgumentParser(prog="vpl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_train_command(sub)
+    _add_evaluate_and_demo(sub)
+    _add_bench_command(sub)
     for mod, fn in (("vpl.control.cli", "add_control_commands"),
                     ("vpl.active.cli", "add_active_command")):
         try:
