@@ -63,6 +63,22 @@ def test_fit_is_deterministic_and_keeps_the_variance():
     assert kept > 0.999
 
 
+@pytest.mark.parametrize("n", [300, 20])
+def test_rank_deficient_items_keep_only_components_with_variance(n):
+    # exact rank 4 (no noise) and duplicated rows: asking for more components than the items
+    # span must not give huge, non-orthonormal columns (the Gram path divided by ~0 before)
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(n // 2, 4)) @ rng.normal(size=(4, 40))).astype(np.float32)
+    x = np.concatenate([x, x])
+    p = fit_pca(x, 12)
+    assert p.out_dim == 4
+    np.testing.assert_allclose(p.components.T @ p.components, np.eye(4), atol=1e-4)
+    xc = x - x.mean(0)
+    np.testing.assert_allclose(np.sum(p(x) ** 2), np.sum(xc**2), rtol=1e-3)
+    with pytest.raises(ValueError, match="identical"):
+        fit_pca(np.ones((5, 40), dtype=np.float32), 3)
+
+
 def test_projection_roundtrip_and_shape_errors(tmp_path):
     x = _low_rank_items()
     p = fit_pca(x, 4)

@@ -40,7 +40,8 @@ def noisy_vpl():
     train, test = _noisy_one_taste(60, 0), _noisy_one_taste(20, 1)
     torch.manual_seed(0)
     model = build("vpl", train.dim, hidden=32, latent_dim=4, refine_epochs=2, bank_temperature=None)
-    res = fit(model, train, None, TrainConfig(epochs=4, seed=0), progress=False)
+    cfg = TrainConfig(epochs=4, seed=0, selection_min_users=50)  # hold users out of 60
+    res = fit(model, train, None, cfg, progress=False)
     return model, train, test, res
 
 
@@ -63,13 +64,24 @@ def test_fit_chooses_a_temperature_per_context_size_and_reports_the_scores(noisy
 def test_selection_users_are_held_out_of_training_and_validation():
     data = _noisy_one_taste(60, 0)
     val = data.subset(np.arange(0, len(data), 10))
-    train, kept_val, held = split_selection_users(data, val, 0.15, seed=0)
+    train, kept_val, held = split_selection_users(data, val, 0.15, seed=0, min_users=50)
     held_users = set(np.unique(held.user))
     assert len(held_users) == 9 and not held_users & set(np.unique(train.user))
     assert not held_users & set(np.unique(kept_val.user))
     assert len(train) + len(held) == len(data)
-    few = data.subset(np.flatnonzero(data.user < 20))  # below MIN_SELECTION_USERS
-    assert split_selection_users(few, None, 0.15, seed=0)[2] is None
+    few = data.subset(np.flatnonzero(data.user < 20))  # below min_users
+    assert split_selection_users(few, None, 0.15, seed=0, min_users=50)[2] is None
+    assert split_selection_users(data, None, 0.15, seed=0)[2] is None  # default: 500 users
+
+
+def test_below_the_minimum_users_every_user_trains_and_the_choice_cross_validates():
+    train = _noisy_one_taste(60, 0)
+    torch.manual_seed(0)
+    model = build("vpl", train.dim, hidden=16, latent_dim=2, refine_epochs=0,
+                  bank_temperature=None)
+    res = fit(model, train, None, TrainConfig(epochs=1, seed=0), progress=False)
+    assert len(model.bank) == 60  # nobody held out
+    assert all(f"bank_temperature_k{k}" in res.after_fit for k in CONTEXT_SIZES)
 
 
 def test_zero_temperature_is_the_population_prediction_on_new_items(noisy_vpl):

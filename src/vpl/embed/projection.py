@@ -28,6 +28,11 @@ from vpl.data.pairs import PairData
 PROJECTION = "projection.safetensors"
 """File name of a fitted projection in a run directory."""
 
+RANK_TOL = 1e-5
+"""Principal components whose variance is below this share of the largest are dropped as
+numerical noise: the projection keeps fewer than the asked-for dimensions when the training
+items span fewer."""
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -95,7 +100,8 @@ def fit_pca(items: np.ndarray, dim: int, *, max_rows: int = 20_000, seed: int = 
     covariance (or of the N x N Gram matrix when N < D), each signed so that its largest
     entry is positive: the basis is a deterministic function of the rows used. With `rotate`,
     the reduced space is turned by `random_rotation(dim, seed)` (see the module docstring):
-    the same subspace, and the same distances within it."""
+    the same subspace, and the same distances within it. Components without variance
+    (`RANK_TOL`) are dropped, so rank-deficient items give fewer than `dim` columns."""
     from scipy.linalg import eigh
 
     x = np.asarray(items, dtype=np.float32)
@@ -112,6 +118,13 @@ def fit_pca(items: np.ndarray, dim: int, *, max_rows: int = 20_000, seed: int = 
     size = m.shape[0]
     vals, vecs = eigh(m, subset_by_index=(size - dim, size - 1))  # ascending
     vals, vecs = vals[::-1], vecs[:, ::-1]
+    # Directions without variance (duplicate or collinear items: rank below `dim`) carry
+    # rounding noise only; in the Gram path dividing by their ~0 eigenvalue would blow them up
+    # to huge, non-orthonormal columns, which the rotation would then spread over all of them.
+    keep = vals > max(float(vals[0]), 0.0) * RANK_TOL
+    vals, vecs = vals[keep], vecs[:, keep]
+    if not len(vals):
+        raise ValueError("fit_pca: the item vectors are all identical (no variance to keep)")
     if gram:
         vecs = xc.T.astype(np.float64) @ vecs / np.sqrt(np.maximum(vals, 1e-30))
     vecs *= np.sign(vecs[np.abs(vecs).argmax(0), np.arange(vecs.shape[1])])

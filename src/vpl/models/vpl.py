@@ -348,26 +348,34 @@ class VPL(LatentRewardModel):
         return post.mean + torch.randn_like(post.mean) * (0.5 * post.logvar).exp()
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
-        out = self._latent_logits(batch, sample)
+        mixture = self.uses_bank and self.config.bank_predict == "mixture"
+        log_w = self._bank_log_weights(batch) if mixture else None  # shared by the two below
+        out = self._latent_logits(batch, sample, log_w)
         strength = float(self.item_effect)
         if (self.training or strength <= 0 or self.config.label_noise > 0
                 or not bool(batch.ctx_mask.any())):
             return out
-        ctx_logits = self._latent_logits(context_batch(batch), sample)
+        ctx_logits = self._latent_logits(context_batch(batch), sample, log_w)
         return out + context_item_effects(batch, ctx_logits, strength)
 
-    def _latent_logits(self, batch: ContextBatch, sample: bool) -> torch.Tensor:
-        """Log-odds (B, T) under the user's latent alone (no item effects)."""
-        if self.uses_bank and self.config.bank_predict == "mixture":
-            return self._bank_mixture_logits(batch)
+    def _latent_logits(self, batch: ContextBatch, sample: bool,
+                       log_w: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-odds (B, T) under the user's latent alone (no item effects): the bank's posterior
+        predictive when given its log-weights `log_w` (B, M), else under one latent."""
+        if log_w is not None:
+            return self._bank_mixture_logits(batch, log_w)
         z = self._latent(self.posterior(batch), sample)
         return noisy_logits(self.reward(batch.chosen, z) - self.reward(batch.rejected, z),
                             self.config.label_noise)
 
-    def _bank_mixture_logits(self, batch: ContextBatch) -> torch.Tensor:
-        """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m) over the bank."""
-        log_w = self.bank.log_weights(self.bank_log_likelihood(
+    def _bank_log_weights(self, batch: ContextBatch) -> torch.Tensor:
+        """Log posterior weights (B, M) of the bank's latents given each row's context."""
+        return self.bank.log_weights(self.bank_log_likelihood(
             batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask), batch.ctx_mask.sum(1))
+
+    def _bank_mixture_logits(self, batch: ContextBatch, log_w: torch.Tensor) -> torch.Tensor:
+        """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m) over the bank, with
+        log-weights `log_w` (B, M)."""
         b, t, d = batch.chosen.shape
         r = self.reward_table(self.item_part(torch.cat([batch.chosen.reshape(b * t, d),
                                                         batch.rejected.reshape(b * t, d)])),

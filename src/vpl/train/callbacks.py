@@ -119,16 +119,19 @@ class BankTemperature(_NoOp):
     (`bank_temperature`) or chosen on held-out training users (`vpl.train.temper`)."""
 
     @staticmethod
-    def selects_on_users(model: RewardModel) -> bool:
-        """Whether it will choose the temperature on users held out of training."""
+    def _uses_bank(model: RewardModel) -> bool:
         mode = model.inference if isinstance(model, VPL) else model.config.inference
-        return mode == "bank" and model.config.bank_temperature is None
+        return mode == "bank"
+
+    @classmethod
+    def selects_on_users(cls, model: RewardModel) -> bool:
+        """Whether it will choose the temperature on users held out of training."""
+        return cls._uses_bank(model) and model.config.bank_temperature is None
 
     def on_fit_end(self, model: RewardModel, train: PairData, cfg: TrainConfig,
                    validate: Validate | None, held_out: PairData | None = None
                    ) -> dict[str, float]:
-        mode = model.inference if isinstance(model, VPL) else model.config.inference
-        if mode != "bank" or not len(model.bank):
+        if not self._uses_bank(model) or not len(model.bank):
             return {}
         fixed = model.config.bank_temperature
         if fixed is not None:

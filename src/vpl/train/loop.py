@@ -66,8 +66,13 @@ class TrainConfig:
     """Share of the training users kept out of training for the phases that choose, on users
     the model has never seen, how far to personalize (VPL's bank temperature and item effects;
     `vpl.train.temper`). Only models with such a phase hold users out, and only from
-    `MIN_SELECTION_USERS` training users on; with fewer, those phases cross-validate over the
+    `selection_min_users` training users on; with fewer, those phases cross-validate over the
     training users instead. 0: never hold users out."""
+    selection_min_users: int = 500
+    """Fewest training users from which `selection_users` are held out. Below it, a held-out
+    share is too few users to choose on and costs the decoder too much of its data: on Personas
+    (120 training users) holding out 18 of them lost 3 points at K=8 against cross-validation
+    over the training users (docs/results.md)."""
     identity_dropout: float = 0.5
     """Where item vectors carry identity codes (`vpl.embed.identity`): the share of items whose
     code is zeroed in each epoch, so the text path alone learns to score items never seen in
@@ -87,18 +92,15 @@ class TrainResult:
     """What the phases after the loop reported (e.g. VPL's decoder refinement)."""
 
 
-MIN_SELECTION_USERS = 50
-"""Fewest training users from which `TrainConfig.selection_users` are held out."""
-
-
-def split_selection_users(train: PairData, val: PairData | None, share: float, seed: int
+def split_selection_users(train: PairData, val: PairData | None, share: float, seed: int,
+                          min_users: int = 500
                           ) -> tuple[PairData, PairData | None, PairData | None]:
     """(training pairs, validation pairs, pairs of the held-out selection users): a seeded
-    random `share` of the users of `train` (none below `MIN_SELECTION_USERS` users), their
-    validation pairs dropped too."""
+    random `share` of the users of `train` (none below `min_users` users), their validation
+    pairs dropped too."""
     users = np.unique(train.user)
     n = int(round(share * len(users)))
-    if share <= 0 or len(users) < MIN_SELECTION_USERS or n < 1:
+    if share <= 0 or len(users) < min_users or n < 1:
         return train, val, None
     held = np.random.default_rng(seed).permutation(users)[:n]
     out = np.isin(train.user, held)
@@ -136,7 +138,8 @@ def fit(model: RewardModel, train: PairData, val: PairData | None = None,
         cbs = callbacks_for(model) if callbacks is None else list(callbacks)
         held = None
         if any(getattr(cb, "selects_on_users", lambda m: False)(model) for cb in cbs):
-            train, val, held = split_selection_users(train, val, cfg.selection_users, cfg.seed)
+            train, val, held = split_selection_users(train, val, cfg.selection_users, cfg.seed,
+                                                      cfg.selection_min_users)
         return _fit(model, train, val, held, cfg, progress, cbs, logger or NullLogger())
     finally:
         torch.set_num_threads(threads_before)
