@@ -222,16 +222,10 @@ def embed_comparisons(records: Sequence[Comparison], encoder: SentenceEncoder, *
         rejected.append(items.setdefault((p, j), len(items)))
         user.append(uidx[r.user_id])
     pairs = list(items)
-    prompts = sorted({p for p, _ in pairs})
     responses = [resp for _, resp in pairs]
-    log.info("embedding %d prompts and %d responses", len(prompts), len(set(responses)))
-    p_vec = dict(zip(prompts, encoder.encode(encoder.truncate_left(prompts)), strict=True)) \
-        if any(prompts) else {}
-    r_vec = encoder.encode(responses)
-    dim = r_vec.shape[1]
-    zero = np.zeros(dim, dtype=np.float32)
-    x = np.stack([np.concatenate([p_vec.get(p, zero) if p else zero, rv])
-                  for (p, _), rv in zip(pairs, r_vec, strict=True)])
+    log.info("embedding %d prompts and %d responses", len({p for p, _ in pairs}),
+             len(set(responses)))
+    x = item_vectors(pairs, encoder)
     keys = np.array([hash_text(resp) for resp in responses], dtype=np.int64)
     types: dict[str, str | None] = {}
     for r in records:
@@ -240,6 +234,20 @@ def embed_comparisons(records: Sequence[Comparison], encoder: SentenceEncoder, *
                     rejected=np.array(rejected), users=users, item_keys=keys,
                     user_types=[types.get(u) for u in users],
                     pair_keys=[r.key for r in records])
+
+
+def item_vectors(pairs: Sequence[tuple[str, str]], encoder: SentenceEncoder) -> np.ndarray:
+    """(N, 2E) vectors of (prompt, response) items: the prompt's embedding (its end kept when it
+    is too long; zeros without a prompt) beside the response's, as every model is trained on."""
+    prompts = sorted({p for p, _ in pairs})
+    p_vec = dict(zip(prompts, encoder.encode(encoder.truncate_left(prompts)), strict=True)) \
+        if any(prompts) else {}
+    r_vec = encoder.encode([resp for _, resp in pairs])
+    if not len(pairs):
+        return np.zeros((0, 0), dtype=np.float32)
+    zero = np.zeros(r_vec.shape[1], dtype=np.float32)
+    return np.stack([np.concatenate([p_vec.get(p, zero) if p else zero, rv])
+                     for (p, _), rv in zip(pairs, r_vec, strict=True)])
 
 
 def hash_text(text: str) -> int:

@@ -1,0 +1,127 @@
+"""The service's operations over the store and the scorer; no HTTP here."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vpl.serve.scorer import Belief, RunScorer
+from vpl.serve.store import Store
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    """One candidate comparison of the annotation pool."""
+
+    prompt: str
+    a: str
+    b: str
+
+
+def load_pool(path: str | os.PathLike) -> list[PoolItem]:
+    """Candidate comparisons from a JSONL file of {"prompt", "a", "b"} objects (prompt
+    optional); bad lines are reported by file, line and field."""
+    out = []
+    path = Path(path)
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: expected an object with 'a' and 'b'")
+            for field in ("a", "b"):
+                if not isinstance(row.get(field), str) or not row[field]:
+                    raise ValueError(f"{path}:{n}: field '{field}' must be a non-empty string")
+            prompt = row.get("prompt", "")
+            if not isinstance(prompt, str):
+                raise ValueError(f"{path}:{n}: field 'prompt' must be a string")
+            out.append(PoolItem(prompt, row["a"], row["b"]))
+    if not out:
+        raise ValueError(f"{path}: no candidate comparisons")
+    return out
+
+
+class Service:
+    """Users, answers, latents, scores and queries of one database and one trained run."""
+
+    def __init__(self, store: Store, scorer: RunScorer,
+                 pool: Sequence[PoolItem] | None = None) -> None:
+        self.store, self.scorer = store, scorer
+        self.pool = list(pool or [])
+        self._prior: Belief | None = None
+
+    def belief(self, key_id: int, user_id: str) -> Belief:
+        """The user's posterior from their stored answers (raises for an unknown or another
+        key's user)."""
+        ans = self.store.answers(key_id, user_id)
+        return self.scorer.belief(user_id, ans.version, ans.prompts, ans.chosen, ans.rejected)
+
+    def latent(self, key_id: int, user_id: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Posterior mean, standard deviation and number of answers."""
+        b = self.belief(key_id, user_id)
+        mean, std = b.moments()
+        return mean, std, b.n_answers
+
+    def score(self, key_id: int, user_id: str, prompt: str, responses: Sequence[str]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Reward mean and std of each response for the user."""
+        return self.scorer.score(self.belief(key_id, user_id), prompt, responses)
+
+    def next_query(self, key_id: int, user_id: str, candidates: Sequence[tuple[str, str, str]]
+                   ) -> tuple[int, float]:
+        """The most informative candidate for the user and its info gain (nats)."""
+        return self.scorer.next_query(self.belief(key_id, user_id), candidates)
+
+    def forget(self, key_id: int, user_id: str) -> None:
+        """Delete the user and their cached posterior."""
+        self.store.delete_user(key_id, user_id)
+        self.scorer.forget(user_id)
+
+    # the annotation page
+    def certainty(self, belief: Belief) -> float:
+        """How far the posterior has narrowed from the prior, in [0, 1]."""
+        if self._prior is None:
+            self._prior = self.scorer.belief("\x00prior", 0, [], [], [])
+        _, prior_std = self._prior.moments()
+        _, std = belief.moments()
+        ok = prior_std > 1e-8
+        if not ok.any():
+            return 0.0
+        return float(np.clip(1.0 - (std[ok] / prior_std[ok]).mean(), 0.0, 1.0))
+
+    def _unanswered(self, key_id: int, user_id: str) -> list[int]:
+        ans = self.store.answers(key_id, user_id)
+        done = {(p, *sorted((c, r))) for p, c, r in zip(ans.prompts, ans.chosen, ans.rejected,
+                                                        strict=True)}
+        return [i for i, q in enumerate(self.pool) if (q.prompt, *sorted((q.a, q.b))) not in done]
+
+    def pool_next(self, key_id: int, user_id: str) -> dict:
+        """The next pool pair for the user by info gain, with their progress."""
+        left = self._unanswered(key_id, user_id)
+        belief = self.belief(key_id, user_id)
+        base = {"n_answers": belief.n_answers, "remaining": len(left),
+                "certainty": self.certainty(belief)}
+        if not left:
+            return {"index": None, **base}
+        j, _ = self.scorer.next_query(belief, [(self.pool[i].prompt, self.pool[i].a,
+                                                self.pool[i].b) for i in left])
+        q = self.pool[left[j]]
+        return {"index": left[j], "prompt": q.prompt, "a": q.a, "b": q.b, **base}
+
+    def pool_answer(self, key_id: int, user_id: str, index: int, choice: str) -> tuple[int, int]:
+        """Store the user's choice on pool pair `index` ("a" or "b"); once per pair."""
+        if index >= len(self.pool):
+            raise IndexError(f"no pool pair {index} (the pool has {len(self.pool)})")
+        q = self.pool[index]
+        chosen, rejected = (q.a, q.b) if choice == "a" else (q.b, q.a)
+        return self.store.add_answers(key_id, user_id, [(q.prompt, chosen, rejected)],
+                                      request_id=f"pool:{index}")
