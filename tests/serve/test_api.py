@@ -167,6 +167,9 @@ def test_delete_forgets_the_user(client, key, pets, service):
      422),
     (json.dumps({"comparisons": [{"chosen": "a", "rejected": "b"}] * 1001}).encode(), 422),
     (json.dumps({"comparisons": [{"chosen": "a", "rejected": "b", "extra": 1}]}).encode(), 422),
+    (json.dumps({"comparisons": [{"chosen": "a\u0000", "rejected": "b"}]}).encode(), 422),
+    (json.dumps({"comparisons": [{"chosen": "a", "rejected": "b"}],
+                 "request_id": "pool:1"}).encode(), 422),  # reserved for the annotation page
     (b"x" * (MAX_BODY + 1), 413),
 ])
 def test_bad_input_gets_a_clear_4xx(client, key, body, status):
@@ -175,6 +178,24 @@ def test_bad_input_gets_a_clear_4xx(client, key, body, status):
                     "Content-Type": "application/json"}, content=body)
     assert r.status_code == status, r.text
     assert "detail" in r.json() and "Traceback" not in r.text
+
+
+def test_a_chunked_body_over_the_limit_is_413(client, key):
+    uid = new_user(client, key)
+
+    def chunks():  # no Content-Length: the server must count what it reads
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b"x" * 65536
+
+    r = client.post(f"/v1/users/{uid}/comparisons", headers={**auth(key),
+                    "Content-Type": "application/json"}, content=chunks())
+    assert r.status_code == 413, r.text
+
+
+@pytest.mark.parametrize("uid", ["%00", "x" * 300, "not-a-user", "0" * 32])
+def test_odd_user_ids_are_404(client, key, uid):
+    r = client.get(f"/v1/users/{uid}/latent", headers=auth(key))
+    assert r.status_code == 404 and "detail" in r.json()
 
 
 def test_bad_score_and_query_requests(client, key):
@@ -231,3 +252,22 @@ def test_answers_survive_a_restart_and_a_new_run(run_dir, tmp_path, pets):
     second = build_service(str(run_dir), db)
     mean2, _, n2 = second.latent(second.store.key_id(k), uid)
     assert n1 == n2 == 5 and np.allclose(mean1, mean2, atol=1e-6)
+
+
+def test_pool_and_context_files_report_the_bad_line(tmp_path):
+    from vpl.data.schema import DataError
+    from vpl.serve.service import load_pool
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"a": "x", "b": "y"}\n\n{"a": "x"}\n')
+    with pytest.raises(DataError, match=r"pool.jsonl:3: field 'b': missing field"):
+        load_pool(pool)
+    pool.write_text('{"a": "x", "b": ""}\n')
+    with pytest.raises(DataError, match=r"pool.jsonl:1: field 'b': expected a non-empty"):
+        load_pool(pool)
+    pool.write_text('{"a": "x", "b": "y"}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"pool.jsonl:2: expected an object"):
+        load_pool(pool)
+    pool.write_text("")
+    with pytest.raises(DataError, match="no candidate comparisons"):
+        load_pool(pool)

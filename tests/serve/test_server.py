@@ -134,4 +134,4 @@ def test_score_command_ranks_responses_for_the_users_context(run_dir, pets, tmp_
     reqs.write_text(json.dumps({"prompt": c["prompt"], "responses": [c["chosen"]]}) + "\n"
                     + json.dumps({"prompt": "x", "responses": "not a list"}) + "\n")
     assert main(["score", "--run", str(run_dir), "--requests", str(reqs)]) == 2
-    assert f"{reqs}:2: 'responses'" in capsys.readouterr().err
+    assert f"{reqs}:2: field 'responses'" in capsys.readouterr().err

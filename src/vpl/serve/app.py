@@ -16,6 +16,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vpl.serve import schemas as S
@@ -27,7 +29,8 @@ STATIC = Path(__file__).parent / "static"
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over `limit` bytes (declared or streamed)."""
+    """ASGI middleware: 413 for a request body over `limit` bytes, declared or streamed
+    (chunked). The body is read here, at most `limit` bytes of it, and handed on whole."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -40,28 +43,32 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        chunks, size = [], 0
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return msg
+            if msg["type"] != "http.request":  # the client went away
+                break
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await _too_large(scope, receive, send)
+                return
+            if not msg.get("more_body", False):
+                break
+        body, sent = b"".join(chunks), False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    log.info("%s %s 413", scope.get("method"), scope.get("path"))
     await JSONResponse({"detail": "request body too large"}, status_code=413)(scope, receive,
                                                                               send)
 
@@ -116,6 +123,14 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(ForbiddenUser)
     async def forbidden(_: Request, exc: ForbiddenUser) -> JSONResponse:
         return JSONResponse({"detail": "this user belongs to another API key"}, status_code=403)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def busy(_: Request, exc: Exception) -> JSONResponse:
+        # the database is locked or out of connections under load: the client may retry
+        log.warning("database busy: %s", type(exc).__name__)
+        return JSONResponse({"detail": "database busy, retry"}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:

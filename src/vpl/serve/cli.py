@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -61,13 +60,14 @@ def add_serve_commands(sub: argparse._SubParsersAction) -> None:
     sc.set_defaults(func=cmd_score)
 
 
-def build_service(run: str, db: str, pool: str | None = None) -> Any:
-    """A `Service` over a database URL and a run directory (schema upgraded first)."""
+def build_service(run: str, db: str, pool: str | None = None, *, migrate: bool = True) -> Any:
+    """A `Service` over a database URL and a run directory (schema upgraded first unless
+    `migrate` is False)."""
     from vpl.serve.scorer import RunScorer
     from vpl.serve.service import Service, load_pool
     from vpl.serve.store import Store
 
-    return Service(Store(db), RunScorer(run), load_pool(pool) if pool else None)
+    return Service(Store(db, migrate=migrate), RunScorer(run), load_pool(pool) if pool else None)
 
 
 def app_from_env() -> Any:
@@ -79,7 +79,19 @@ def app_from_env() -> Any:
 
     torch.set_num_threads(int(os.environ.get("VPL_SERVE_THREADS", "1")))
     return create_app(build_service(os.environ[ENV_RUN], os.environ[ENV_DB],
-                                    os.environ.get(ENV_POOL) or None))
+                                    os.environ.get(ENV_POOL) or None, migrate=False))
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging setup plus one line per request from `vpl.serve` (applied in every
+    worker process, which a `basicConfig` in the parent would not reach)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["loggers"]["vpl.serve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return cfg
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -99,11 +111,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update({ENV_RUN: str(Path(args.run).resolve()), ENV_DB: url,
                        ENV_POOL: str(Path(args.pool).resolve()) if args.pool else "",
                        "VPL_SERVE_THREADS": str(args.threads)})
-    logging.getLogger("vpl.serve").setLevel(logging.INFO)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        force=True)
     uvicorn.run("vpl.serve.cli:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, access_log=False, log_level="info")
+                workers=args.workers, access_log=False, log_level="info",
+                log_config=log_config())
     return 0
 
 
@@ -116,54 +126,31 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_jsonl(path: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object")
-            for field in fields:
-                if field not in row:
-                    raise ValueError(f"{path}:{n}: missing field '{field}'")
-            rows.append(row)
-    return rows
-
-
-def _text(path: str, i: int, row: dict[str, Any], field: str) -> str:
-    v = row.get(field, "")
-    if not isinstance(v, str):
-        raise ValueError(f"{path}:{i}: field '{field}' must be a string")
-    return v
-
-
 def cmd_score(args: argparse.Namespace) -> int:
+    from vpl.data.schema import DataError
     from vpl.serve.scorer import RunScorer
+    from vpl.serve.service import read_objects, text_of
 
     if (args.requests is None) == (args.responses is None):
         raise ValueError("give either --responses R1 R2 ... or --requests FILE")
-    scorer = RunScorer(args.run)
-    ctx = _read_jsonl(args.context, ("chosen", "rejected")) if args.context else []
-    cols = [[_text(args.context, i + 1, r, f) for i, r in enumerate(ctx)]
+    ctx = read_objects(args.context, ("chosen", "rejected")) if args.context else []
+    cols = [[text_of(row, f, source=args.context, line=n, empty=f == "prompt") for n, row in ctx]
             for f in ("prompt", "chosen", "rejected")]
-    belief = scorer.belief("cli", len(ctx), *cols)
     if args.requests:
-        requests = _read_jsonl(args.requests, ("responses",))
-        for i, r in enumerate(requests, 1):
-            if not isinstance(r["responses"], list) or not r["responses"] or not all(
-                    isinstance(x, str) for x in r["responses"]):
-                raise ValueError(f"{args.requests}:{i}: 'responses' must be a non-empty list "
-                                 "of strings")
+        requests = []
+        for n, row in read_objects(args.requests, ("responses",)):
+            resp = row["responses"]
+            if not isinstance(resp, list) or not resp or not all(
+                    isinstance(x, str) and x for x in resp):
+                raise DataError("expected a non-empty list of non-empty strings",
+                                source=args.requests, line=n, field_name="responses")
+            requests.append((text_of(row, "prompt", source=args.requests, line=n), resp))
     else:
-        requests = [{"prompt": args.prompt, "responses": args.responses}]
-    for i, r in enumerate(requests, 1):
-        mean, std = scorer.score(belief, _text(args.requests or "--prompt", i, r, "prompt"),
-                                 r["responses"])
+        requests = [(args.prompt, args.responses)]
+    scorer = RunScorer(args.run)
+    belief = scorer.belief("cli", len(ctx), *cols)
+    for prompt, responses in requests:
+        mean, std = scorer.score(belief, prompt, responses)
         out = {"scores": [{"reward": float(m), "std": float(s)} for m, s in zip(mean, std,
                                                                              strict=True)],
                "best": int(mean.argmax())}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_TEXT = 20_000
 """Characters in one prompt or response."""
@@ -15,8 +15,10 @@ MAX_RESPONSES = 256
 MAX_BODY = 4 * 1024 * 1024
 """Bytes in one request body."""
 
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
-NonEmpty = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+NO_NUL = r"^[^\x00]*$"
+"""Texts may hold any character but NUL (which PostgreSQL cannot store)."""
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 
 
 class _Strict(BaseModel):
@@ -35,8 +37,16 @@ class Comparison(_Strict):
 
 class AddComparisons(_Strict):
     comparisons: list[Comparison] = Field(min_length=1, max_length=MAX_ITEMS)
-    request_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    """Retrying with the same id stores nothing twice."""
+    request_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)] | None = None
+    """Retrying with the same id stores nothing twice (ids starting `pool:` are reserved for
+    the annotation page)."""
+
+    @field_validator("request_id")
+    @classmethod
+    def _not_reserved(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("pool:"):
+            raise ValueError("request ids starting 'pool:' are reserved")
+        return v
 
 
 class Stored(BaseModel):

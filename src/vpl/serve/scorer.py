@@ -81,15 +81,22 @@ class RunScorer:
             x = np.concatenate([x, codes], axis=1)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
+    def cached(self, user: str, version: int) -> Belief | None:
+        """The cached posterior of `user` at answer `version`, if there is one."""
+        with self._lock:
+            out = self._beliefs.get((user, version))
+            if out is not None:
+                self._beliefs.move_to_end((user, version))
+            return out
+
     def belief(self, user: str, version: int, prompts: Sequence[str], chosen: Sequence[str],
                rejected: Sequence[str]) -> Belief:
         """The posterior of `user` given their answers (cached by `version`, which changes with
         every new answer)."""
         key = (user, version)
-        with self._lock:
-            if key in self._beliefs:
-                self._beliefs.move_to_end(key)
-                return self._beliefs[key]
+        found = self.cached(user, version)
+        if found is not None:
+            return found
         split = [split_response(p, c, r) for p, c, r in zip(prompts, chosen, rejected,
                                                              strict=True)]
         vec = self.vectors([(p, c) for p, c, _ in split] + [(p, r) for p, _, r in split])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vpl.data.io import row_iterator
+from vpl.data.schema import DataError
 from vpl.serve.scorer import Belief, RunScorer
 from vpl.serve.store import Store
 
@@ -23,31 +24,55 @@ class PoolItem:
     b: str
 
 
+def read_objects(path: str | os.PathLike, required: Sequence[str]) -> list[tuple[int, dict]]:
+    """(line, object) of each row of a JSONL (or JSON, CSV, Parquet) file; a `DataError` naming
+    the file and line for bad JSON, a row that is not an object or a missing field."""
+    out = []
+    for line, row in row_iterator(Path(path)):
+        if isinstance(row, DataError):
+            raise row
+        if not isinstance(row, dict):
+            raise DataError("expected an object", source=str(path), line=line)
+        for name in required:
+            if name not in row:
+                raise DataError("missing field", source=str(path), line=line, field_name=name)
+        out.append((line, row))
+    return out
+
+
+def text_of(row: dict, name: str, *, source: str, line: int, empty: bool = True) -> str:
+    """The string field `name` of a row (absent: ""), else a `DataError` naming it."""
+    value = row.get(name, "")
+    if not isinstance(value, str) or (not empty and not value):
+        raise DataError("expected a string" if empty else "expected a non-empty string",
+                        source=source, line=line, field_name=name)
+    return value
+
+
 def load_pool(path: str | os.PathLike) -> list[PoolItem]:
     """Candidate comparisons from a JSONL file of {"prompt", "a", "b"} objects (prompt
     optional); bad lines are reported by file, line and field."""
-    out = []
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected an object with 'a' and 'b'")
-            for field in ("a", "b"):
-                if not isinstance(row.get(field), str) or not row[field]:
-                    raise ValueError(f"{path}:{n}: field '{field}' must be a non-empty string")
-            prompt = row.get("prompt", "")
-            if not isinstance(prompt, str):
-                raise ValueError(f"{path}:{n}: field 'prompt' must be a string")
-            out.append(PoolItem(prompt, row["a"], row["b"]))
+    src = str(path)
+    out = [PoolItem(text_of(row, "prompt", source=src, line=n),
+                    text_of(row, "a", source=src, line=n, empty=False),
+                    text_of(row, "b", source=src, line=n, empty=False))
+           for n, row in read_objects(path, ("a", "b"))]
     if not out:
-        raise ValueError(f"{path}: no candidate comparisons")
+        raise DataError("no candidate comparisons", source=src)
     return out
+
+
+POOL_REQUEST = "pool:"
+"""Prefix of the request ids of annotation-page answers (clients may not use it)."""
+
+
+def pool_request_id(item: PoolItem) -> str:
+    """The request id of an answer to a pool pair: from its texts, not its position, so an
+    edited or reordered pool never takes one pair's answer for another's."""
+    import hashlib
+
+    digest = hashlib.sha256("\x00".join((item.prompt, item.a, item.b)).encode()).hexdigest()
+    return POOL_REQUEST + digest[:40]
 
 
 class Service:
@@ -62,6 +87,9 @@ class Service:
     def belief(self, key_id: int, user_id: str) -> Belief:
         """The user's posterior from their stored answers (raises for an unknown or another
         key's user)."""
+        cached = self.scorer.cached(user_id, self.store.version(key_id, user_id))
+        if cached is not None:  # the texts are read only when the answers changed
+            return cached
         ans = self.store.answers(key_id, user_id)
         return self.scorer.belief(user_id, ans.version, ans.prompts, ans.chosen, ans.rejected)
 
@@ -124,4 +152,4 @@ class Service:
         q = self.pool[index]
         chosen, rejected = (q.a, q.b) if choice == "a" else (q.b, q.a)
         return self.store.add_answers(key_id, user_id, [(q.prompt, chosen, rejected)],
-                                      request_id=f"pool:{index}")
+                                      request_id=pool_request_id(q))

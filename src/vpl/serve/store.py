@@ -12,6 +12,7 @@ needed). Every user belongs to the key that created it and is reachable only wit
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from collections.abc import Iterator, Sequence
@@ -34,8 +35,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 KEY_PREFIX = "vpl_"
+USER_ID = re.compile(r"[0-9a-f]{32}")
+"""The form of the user ids the store hands out (`uuid4().hex`)."""
 
 
 class Base(DeclarativeBase):
@@ -111,13 +115,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cur.close()
 
 
+POOL = {"pool_size": 8, "max_overflow": 32, "pool_timeout": 30}
+"""Connections per process: enough for every thread of the server's request pool (40)."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite connections get WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               **POOL)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **POOL)
 
 
 def upgrade(engine: Engine) -> None:
@@ -201,6 +210,8 @@ class Store:
         return uid
 
     def _own(self, s: Session, key_id: int, user_id: str) -> User:
+        if not USER_ID.fullmatch(user_id):  # not one of ours: no lookup (no NUL to the driver)
+            raise UnknownUser(user_id)
         user = s.get(User, user_id)
         if user is None:
             raise UnknownUser(user_id)
@@ -217,8 +228,11 @@ class Store:
         """A new annotation token for the user (replacing any earlier one): it signs the user in
         on the annotation page and reaches nothing but that user's own queries and answers."""
         token = "usr_" + secrets.token_urlsafe(24)
-        with self.session() as s:
-            self._own(s, key_id, user_id).token_hash = hash_key(token)
+        try:
+            with self.session() as s:
+                self._own(s, key_id, user_id).token_hash = hash_key(token)
+        except StaleDataError:  # deleted meanwhile
+            raise UnknownUser(user_id) from None
         return token
 
     def token_user(self, token: str) -> tuple[int, str] | None:
@@ -256,18 +270,25 @@ class Store:
                 s.flush()
                 return len(rows), self._count(s, user_id)
         except IntegrityError:
-            if request_id is None:
-                raise
-            with self.session() as s:  # the concurrent duplicate won: report its result
-                done = s.get(Request, (user_id, request_id))
+            with self.session() as s:
+                self._own(s, key_id, user_id)  # deleted meanwhile: UnknownUser
+                done = None if request_id is None else s.get(Request, (user_id, request_id))
                 if done is None:
                     raise
+                # the concurrent duplicate won: report its result
                 return done.stored, self._count(s, user_id)
 
     @staticmethod
     def _count(s: Session, user_id: str) -> int:
         return int(s.scalar(select(func.count()).select_from(Answer)
                             .where(Answer.user_id == user_id)) or 0)
+
+    def version(self, key_id: int, user_id: str) -> int:
+        """The version of a user's answers (`StoredAnswers.version`) without reading them."""
+        with self.session() as s:
+            self._own(s, key_id, user_id)
+            return int(s.scalar(select(func.max(Answer.id)).where(Answer.user_id == user_id))
+                       or 0)
 
     def answers(self, key_id: int, user_id: str) -> StoredAnswers:
         """All of a user's answers, oldest first."""
