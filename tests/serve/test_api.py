@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from vpl.data.io import load_records
@@ -271,3 +272,16 @@ def test_pool_and_context_files_report_the_bad_line(tmp_path):
     pool.write_text("")
     with pytest.raises(DataError, match="no candidate comparisons"):
         load_pool(pool)
+
+
+def test_item_vectors_come_from_memory_the_second_time(service, monkeypatch):
+    items = [("a prompt", "a response seen once"), ("a prompt", "and another one")]
+    first = service.scorer.vectors(items)
+    fresh = torch.from_numpy(service.scorer._embed(items))
+    torch.testing.assert_close(first, fresh)
+
+    def no_embedding(_):
+        raise AssertionError("embedded again")
+
+    monkeypatch.setattr(service.scorer, "_embed", no_embedding)
+    torch.testing.assert_close(service.scorer.vectors(items[::-1]), first.flip(0))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -73,40 +73,114 @@ async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
                                                                               send)
 
 
-def create_app(service: Service) -> FastAPI:
-    """The API over one service (a store and a loaded run)."""
-    app = FastAPI(title="vpl", version="1",
-                  description="Personalized reward models: learn each user from a few "
-                              "comparisons, then score responses for them.")
-    app.state.service = service
-    bearer = HTTPBearer(auto_error=False)
-    Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+bearer = HTTPBearer(auto_error=False)
+Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
-    def api_key(creds: Creds) -> int:
-        if creds is None:
-            raise HTTPException(401, "missing API key (Authorization: Bearer KEY)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        key_id = service.store.key_id(creds.credentials)
-        if key_id is None:
-            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-        return key_id
 
-    def user_token(creds: Creds) -> tuple[int, str]:
-        found = service.store.token_user(creds.credentials) if creds is not None else None
-        if found is None:
-            raise HTTPException(401, "missing or invalid user token")
-        return found
+def get_service(request: Request) -> Service:
+    """The app's service (one per process)."""
+    return request.app.state.service
 
-    Key = Annotated[int, Depends(api_key)]
-    TokenUser = Annotated[tuple[int, str], Depends(user_token)]
 
-    @app.middleware("http")
-    async def log_requests(request: Request, call_next):  # noqa: ANN001, ANN202
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
-                 1e3 * (time.perf_counter() - t0))
-        return response
+Svc = Annotated[Service, Depends(get_service)]
+
+
+def api_key(creds: Creds, service: Svc) -> int:
+    """The id of the request's API key (401 without a valid one)."""
+    if creds is None:
+        raise HTTPException(401, "missing API key (Authorization: Bearer KEY)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    key_id = service.store.key_id(creds.credentials)
+    if key_id is None:
+        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    return key_id
+
+
+def user_token(creds: Creds, service: Svc) -> tuple[int, str]:
+    """(key id, user id) of the request's annotation token (401 without a valid one)."""
+    found = service.store.token_user(creds.credentials) if creds is not None else None
+    if found is None:
+        raise HTTPException(401, "missing or invalid user token")
+    return found
+
+
+Key = Annotated[int, Depends(api_key)]
+TokenUser = Annotated[tuple[int, str], Depends(user_token)]
+
+users = APIRouter(prefix="/v1/users", tags=["users"])
+annotate = APIRouter(prefix="/v1/annotate", tags=["annotation page"])
+misc = APIRouter()
+
+
+@misc.get("/health")
+def health(service: Svc) -> dict[str, str]:
+    return {"status": "ok", "run": service.scorer.run_id}
+
+
+@misc.get("/", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    return HTMLResponse((STATIC / "annotate.html").read_text(encoding="utf-8"))
+
+
+@users.post("", response_model=S.CreatedUser, status_code=201)
+def create_user(key: Key, service: Svc) -> S.CreatedUser:
+    return S.CreatedUser(user_id=service.store.create_user(key))
+
+
+@users.delete("/{user_id}", status_code=204)
+def delete_user(user_id: str, key: Key, service: Svc) -> None:
+    service.forget(key, user_id)
+
+
+@users.post("/{user_id}/comparisons", response_model=S.Stored)
+def add_comparisons(user_id: str, body: S.AddComparisons, key: Key, service: Svc) -> S.Stored:
+    stored, total = service.store.add_answers(
+        key, user_id, [(c.prompt, c.chosen, c.rejected) for c in body.comparisons],
+        request_id=body.request_id)
+    return S.Stored(stored=stored, total=total)
+
+
+@users.post("/{user_id}/next-query", response_model=S.Query)
+def next_query(user_id: str, body: S.NextQuery, key: Key, service: Svc) -> S.Query:
+    i, gain = service.next_query(key, user_id, [(c.prompt, c.a, c.b) for c in body.candidates])
+    return S.Query(index=i, info_gain=gain)
+
+
+@users.get("/{user_id}/latent", response_model=S.Latent)
+def latent(user_id: str, key: Key, service: Svc) -> S.Latent:
+    mean, std, n = service.latent(key, user_id)
+    return S.Latent(mean=mean.tolist(), std=std.tolist(), n_answers=n)
+
+
+@users.post("/{user_id}/score", response_model=S.Scores)
+def score(user_id: str, body: S.ScoreRequest, key: Key, service: Svc) -> S.Scores:
+    mean, std = service.score(key, user_id, body.prompt, body.responses)
+    return S.Scores(scores=[S.Score(reward=float(m), std=float(s))
+                            for m, s in zip(mean, std, strict=True)], best=int(mean.argmax()))
+
+
+@users.post("/{user_id}/token", response_model=S.Token)
+def token(user_id: str, key: Key, service: Svc) -> S.Token:
+    return S.Token(token=service.store.issue_token(key, user_id))
+
+
+@annotate.get("/next", response_model=S.PoolQuery)
+def annotate_next(who: TokenUser, service: Svc) -> S.PoolQuery:
+    if not service.pool:
+        raise HTTPException(409, "no candidate pool loaded (vpl serve --pool FILE)")
+    return S.PoolQuery(**service.pool_next(*who))
+
+
+@annotate.post("/answer", response_model=S.Stored)
+def annotate_answer(body: S.PoolAnswer, who: TokenUser, service: Svc) -> S.Stored:
+    if body.index >= len(service.pool):
+        raise HTTPException(422, f"no pool pair {body.index}")
+    stored, total = service.pool_answer(*who, body.index, body.choice)
+    return S.Stored(stored=stored, total=total)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """JSON errors with a 4xx (or 503 when the database is busy); never a stack trace."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -137,63 +211,24 @@ def create_app(service: Service) -> FastAPI:
         log.exception("internal error")
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "run": service.scorer.run_id}
 
-    @app.post("/v1/users", response_model=S.CreatedUser, status_code=201)
-    def create_user(key: Key) -> S.CreatedUser:
-        return S.CreatedUser(user_id=service.store.create_user(key))
+def create_app(service: Service) -> FastAPI:
+    """The API over one service (a store and a loaded run)."""
+    app = FastAPI(title="vpl", version="1",
+                  description="Personalized reward models: learn each user from a few "
+                              "comparisons, then score responses for them.")
+    app.state.service = service
+    for router in (misc, users, annotate):
+        app.include_router(router)
+    add_error_handlers(app)
 
-    @app.delete("/v1/users/{user_id}", status_code=204)
-    def delete_user(user_id: str, key: Key) -> None:
-        service.forget(key, user_id)
-
-    @app.post("/v1/users/{user_id}/comparisons", response_model=S.Stored)
-    def add_comparisons(user_id: str, body: S.AddComparisons, key: Key) -> S.Stored:
-        stored, total = service.store.add_answers(
-            key, user_id, [(c.prompt, c.chosen, c.rejected) for c in body.comparisons],
-            request_id=body.request_id)
-        return S.Stored(stored=stored, total=total)
-
-    @app.post("/v1/users/{user_id}/next-query", response_model=S.Query)
-    def next_query(user_id: str, body: S.NextQuery, key: Key) -> S.Query:
-        i, gain = service.next_query(key, user_id,
-                                     [(c.prompt, c.a, c.b) for c in body.candidates])
-        return S.Query(index=i, info_gain=gain)
-
-    @app.get("/v1/users/{user_id}/latent", response_model=S.Latent)
-    def latent(user_id: str, key: Key) -> S.Latent:
-        mean, std, n = service.latent(key, user_id)
-        return S.Latent(mean=mean.tolist(), std=std.tolist(), n_answers=n)
-
-    @app.post("/v1/users/{user_id}/score", response_model=S.Scores)
-    def score(user_id: str, body: S.ScoreRequest, key: Key) -> S.Scores:
-        mean, std = service.score(key, user_id, body.prompt, body.responses)
-        return S.Scores(scores=[S.Score(reward=float(m), std=float(s))
-                                for m, s in zip(mean, std, strict=True)],
-                        best=int(mean.argmax()))
-
-    @app.post("/v1/users/{user_id}/token", response_model=S.Token)
-    def token(user_id: str, key: Key) -> S.Token:
-        return S.Token(token=service.store.issue_token(key, user_id))
-
-    @app.get("/v1/annotate/next", response_model=S.PoolQuery)
-    def annotate_next(who: TokenUser) -> S.PoolQuery:
-        if not service.pool:
-            raise HTTPException(409, "no candidate pool loaded (vpl serve --pool FILE)")
-        return S.PoolQuery(**service.pool_next(*who))
-
-    @app.post("/v1/annotate/answer", response_model=S.Stored)
-    def annotate_answer(body: S.PoolAnswer, who: TokenUser) -> S.Stored:
-        if body.index >= len(service.pool):
-            raise HTTPException(422, f"no pool pair {body.index}")
-        stored, total = service.pool_answer(*who, body.index, body.choice)
-        return S.Stored(stored=stored, total=total)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        return HTMLResponse((STATIC / "annotate.html").read_text(encoding="utf-8"))
+    @app.middleware("http")
+    async def log_requests(request: Request, call_next):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
+                 1e3 * (time.perf_counter() - t0))
+        return response
 
     app.add_middleware(BodyLimit, limit=S.MAX_BODY)
     return app

@@ -46,10 +46,13 @@ class Belief:
 
 
 class RunScorer:
-    """Scores responses and queries for users of a trained run (`vpl train --out RUN_DIR`)."""
+    """Scores responses and queries for users of a trained run (`vpl train --out RUN_DIR`).
+    Keeps the posteriors of up to `cache_users` (user, answer version) pairs and the vectors of
+    up to `cache_items` items in memory (least recently used dropped first)."""
 
     def __init__(self, run_dir: str | os.PathLike, *, samples: int = 64,
-                 max_particles: int = 256, cache_users: int = 10_000) -> None:
+                 max_particles: int = 256, cache_users: int = 10_000,
+                 cache_items: int = 50_000) -> None:
         self.run_dir = Path(run_dir)
         run = read_run(self.run_dir)
         model = load_model(self.run_dir)
@@ -66,20 +69,37 @@ class RunScorer:
         self._lock = threading.Lock()  # torch modules and the encoder are used one at a time
         self._beliefs: OrderedDict[tuple[str, int], Belief] = OrderedDict()
         self._cache_users = cache_users
+        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._cache_items = cache_items
 
     def vectors(self, items: Sequence[tuple[str, str]]) -> torch.Tensor:
-        """(N, D) item vectors of (prompt, response) items, as the run's model takes them."""
+        """(N, D) item vectors of (prompt, response) items, as the run's model takes them:
+        from this process's memory for items seen recently, else embedded (through the disk
+        cache of embeddings) and projected."""
         if not items:  # a user with no answers yet
             return torch.zeros((0, self.model.input_dim))
         with self._lock:
-            x = item_vectors(list(items), self.encoder)
+            new = [it for it in dict.fromkeys(items) if it not in self._items]
+            if new:
+                for it, v in zip(new, self._embed(new), strict=True):
+                    self._items[it] = v
+            rows = []
+            for it in items:
+                self._items.move_to_end(it)
+                rows.append(self._items[it])
+            while len(self._items) > self._cache_items:
+                self._items.popitem(last=False)
+        return torch.from_numpy(np.stack(rows))
+
+    def _embed(self, items: list[tuple[str, str]]) -> np.ndarray:
+        x = item_vectors(items, self.encoder)
         if self.projection is not None:
             x = self.projection(x)
         if self.identity is not None:
             codes = self.identity.codes_of(np.array([hash_text(r) for _, r in items],
                                                     dtype=np.int64))
             x = np.concatenate([x, codes], axis=1)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def cached(self, user: str, version: int) -> Belief | None:
         """The cached posterior of `user` at answer `version`, if there is one."""
