@@ -17,9 +17,11 @@ Without --run, a VPL run is trained on a small Pets controversial set first.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -94,29 +96,44 @@ def scoring(url: str, key: str, comps: list[dict], clients: int, requests: int
             http.post(f"/v1/users/{uid}/score", json={"prompt": prompt, "responses": fixed})
     out = {}
     for mode, n_clients in (("cached", 1), ("cached", clients), ("new", 1), ("new", clients)):
-        def client(c: int, mode: str = mode, tag: int = n_clients) -> list[float]:
-            lat = []
-            rng = np.random.default_rng(c)
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
-                              timeout=120) as http:
-                for i in range(requests):
-                    texts = fixed if mode == "cached" else [
-                        f"{' '.join(rng.choice(WORDS, 4))} reply {tag}.{c}.{i}.{j}"
-                        for j in range(16)]
-                    t0 = time.perf_counter()
-                    r = http.post(f"/v1/users/{users[c]}/score",
-                                  json={"prompt": prompt, "responses": texts})
-                    lat.append(time.perf_counter() - t0)
-                    r.raise_for_status()
-                    assert len(r.json()["scores"]) == 16
-            return lat
-
-        t0 = time.perf_counter()
-        lat = np.concatenate(parallel(n_clients, client)) * 1e3
-        wall = time.perf_counter() - t0
-        out[mode, n_clients] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-                     "mean": float(lat.mean()), "rps": len(lat) / wall, "n": len(lat)}
+        lat, wall = asyncio.run(_score_load(url, key, users, prompt, fixed, mode, n_clients,
+                                            requests))
+        out[mode, n_clients] = {"p50": float(np.percentile(lat, 50)),
+                                "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean()),
+                                "rps": len(lat) / wall, "n": len(lat)}
     return out
+
+
+async def _score_load(url: str, key: str, users: list[str], prompt: str, fixed: list[str],
+                      mode: str, clients: int, requests: int) -> tuple[np.ndarray, float]:
+    """`clients` concurrent clients (asyncio tasks on one thread, so the load generator itself
+    holds no lock against its own threads) scoring request after request: latencies (ms) and
+    wall seconds."""
+
+    run_tag = uuid.uuid4().hex[:8]
+
+    async def client(http: httpx.AsyncClient, c: int) -> list[float]:
+        lat = []
+        rng = np.random.default_rng(c)
+        for i in range(requests):
+            texts = fixed if mode == "cached" else [  # never embedded before, in any run
+                f"{' '.join(rng.choice(WORDS, 4))} reply {run_tag}.{clients}.{c}.{i}.{j}"
+                for j in range(16)]
+            t0 = time.perf_counter()
+            r = await http.post(f"/v1/users/{users[c]}/score",
+                                json={"prompt": prompt, "responses": texts})
+            lat.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            assert len(r.json()["scores"]) == 16
+        return lat
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=120, limits=limits) as http:
+        t0 = time.perf_counter()
+        lat = await asyncio.gather(*(client(http, c) for c in range(clients)))
+        wall = time.perf_counter() - t0
+    return np.concatenate(lat) * 1e3, wall
 
 
 def add_answers(url: str, key: str, uid: str, c: int, n: int, acked: list[int],
@@ -139,9 +156,9 @@ def add_answers(url: str, key: str, uid: str, c: int, n: int, acked: list[int],
             acked[c] += 1
 
 
-def answers_load(run: Path, db: str, key: str, clients: int, n: int, workers: int) -> dict:
+def answers_load(run: Path, db: str, key: str, clients: int, n: int, flags: list[str]) -> dict:
     """C clients x n answers: stored counts per user, time."""
-    with running_server(run, db, "--workers", str(workers)) as (url, _):
+    with running_server(run, db, *flags) as (url, _):
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
             users = [new_user(http, []) for _ in range(clients)]
         acked = [0] * clients
@@ -155,12 +172,12 @@ def answers_load(run: Path, db: str, key: str, clients: int, n: int, workers: in
             "seconds": wall, "aps": sum(acked) / wall}
 
 
-def crash(run: Path, db: str, key: str, clients: int, n: int, workers: int,
+def crash(run: Path, db: str, key: str, clients: int, n: int, flags: list[str],
           after: float = 3.0) -> dict:
     """The answers load, SIGKILL after `after` seconds, restart: acknowledged answers kept."""
     stop = threading.Event()
     acked = [0] * clients
-    with running_server(run, db, "--workers", str(workers)) as (url, proc):
+    with running_server(run, db, *flags) as (url, proc):
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
             users = [new_user(http, []) for _ in range(clients)]
         threads = [threading.Thread(target=add_answers, args=(url, key, users[c], c, n, acked,
@@ -184,8 +201,10 @@ def report(args: argparse.Namespace, score: dict, loads: dict, crashes: dict) ->
     lines = [
         "# Service load benchmark (`vpl serve`)", "",
         f"`python benchmarks/serve_bench.py --clients {args.clients} --answers {args.answers} "
-        f"--workers {args.workers}`, commit `{git_commit()}`, 2 CPU cores, server and clients "
-        f"on the same machine; {args.workers} server worker processes, 1 torch thread each.", "",
+        f"--workers {args.workers} --request-threads {args.request_threads}`, commit "
+        f"`{git_commit()}`, 2 CPU cores, server and clients on the same machine; "
+        f"{args.workers} server worker processes, each working on up to "
+        f"{args.request_threads} requests at once with 1 torch thread.", "",
         "## Scoring 16 short candidates for a known user (8 answers stored)", "",
         "| texts | concurrent clients | requests | p50 ms | p99 ms | mean ms | requests/s | "
         "responses/s |", "|---|---|---|---|---|---|---|---|"]
@@ -208,6 +227,10 @@ def report(args: argparse.Namespace, score: dict, loads: dict, crashes: dict) ->
     return "\n".join(lines) + "\n"
 
 
+def server_flags(args: argparse.Namespace) -> list[str]:
+    return ["--workers", str(args.workers), "--request-threads", str(args.request_threads)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", help="a trained latent run (default: train a small Pets one)")
@@ -216,7 +239,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=40, help="scoring requests per client")
     ap.add_argument("--answers", type=int, default=500, help="answers per client")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
+    ap.add_argument("--request-threads", type=int, default=4,
+                    help="requests each server process works on at once")
     ap.add_argument("--skip-postgres", action="store_true")
+    ap.add_argument("--only-scoring", action="store_true", help="skip the answer loads")
     args = ap.parse_args()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vpl-serve-")))
@@ -235,16 +261,18 @@ def main() -> None:
             store = Store(db)
             keys[name] = store.create_key("bench")
             store.dispose()
-        with running_server(run, dbs["SQLite"], "--workers", str(args.workers)) as (url, _):
+        with running_server(run, dbs["SQLite"], *server_flags(args)) as (url, _):
             score = scoring(url, keys["SQLite"], comps or [{"prompt": "", "chosen": "yes",
                                                               "rejected": "no"}],
                             args.clients, args.requests)
         print(score, flush=True)
+        if args.only_scoring:
+            return
         loads = {name: answers_load(run, db, keys[name], args.clients, args.answers,
-                                    args.workers) for name, db in dbs.items()}
+                                    server_flags(args)) for name, db in dbs.items()}
         print(loads, flush=True)
-        crashes = {name: crash(run, db, keys[name], args.clients, args.answers, args.workers)
-                   for name, db in dbs.items()}
+        crashes = {name: crash(run, db, keys[name], args.clients, args.answers,
+                                server_flags(args)) for name, db in dbs.items()}
         print(crashes, flush=True)
     text = report(args, score, loads, crashes)
     out = Path(args.out)

@@ -38,6 +38,9 @@ def add_serve_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--pool", default=None,
                    help="JSONL of candidate comparisons {prompt, a, b} for the annotation page")
     s.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    s.add_argument("--request-threads", type=int, default=4,
+                   help="requests one process works on at once (more processes scale better "
+                   "than more threads: see benchmarks/results/serve.md)")
     s.set_defaults(func=cmd_serve, serve_command=None)
     ssub = s.add_subparsers(dest="serve_command")
     keys = ssub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command",
@@ -79,7 +82,8 @@ def app_from_env() -> Any:
 
     torch.set_num_threads(int(os.environ.get("VPL_SERVE_THREADS", "1")))
     return create_app(build_service(os.environ[ENV_RUN], os.environ[ENV_DB],
-                                    os.environ.get(ENV_POOL) or None, migrate=False))
+                                    os.environ.get(ENV_POOL) or None, migrate=False),
+                      request_threads=int(os.environ.get("VPL_SERVE_REQUEST_THREADS", "4")))
 
 
 def log_config() -> dict[str, Any]:
@@ -110,7 +114,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_pool(args.pool)  # report a bad pool file before starting
     os.environ.update({ENV_RUN: str(Path(args.run).resolve()), ENV_DB: url,
                        ENV_POOL: str(Path(args.pool).resolve()) if args.pool else "",
-                       "VPL_SERVE_THREADS": str(args.threads)})
+                       "VPL_SERVE_THREADS": str(args.threads),
+                       "VPL_SERVE_REQUEST_THREADS": str(args.request_threads)})
     uvicorn.run("vpl.serve.cli:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, access_log=False, log_level="info",
                 log_config=log_config())

@@ -61,6 +61,7 @@ class RunScorer:
                              "personalized run (e.g. `vpl train --model vpl`)")
         self.model: LatentRewardModel = model
         self.encoder = get_encoder(run.get("embed_model", DEFAULT_ENCODER), progress=False)
+        _ = self.encoder.model  # loaded now, not by the first request that brings a new text
         proj, ident = self.run_dir / PROJECTION, self.run_dir / IDENTITY
         self.projection = Projection.load(proj) if proj.exists() else None
         self.identity = ItemIdentity.load(ident) if ident.exists() else None
