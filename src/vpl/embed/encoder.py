@@ -64,15 +64,15 @@ def _resolve(model: str) -> tuple[str, str]:
     return model, os.path.abspath(model) if os.path.isdir(model) else model
 
 
-class SentenceEncoder:
-    """A frozen sentence-transformers model, loaded lazily, with an optional disk cache."""
+class TextEncoder:
+    """A frozen text encoder with a disk cache of its vectors: subclasses load a model lazily
+    and embed texts (`_embed`); `encode` serves what the cache holds and embeds the rest."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, cache: EmbeddingCache | None | bool = True,
-                 batch_size: int = 64, device: str = "cpu", progress: bool = True) -> None:
-        base, self.pooling = split_pooling(model)
-        self.path, self.model_id = _resolve(base)
-        if self.pooling == "layers":
-            self.model_id += LAYERS_SUFFIX
+    model_id: str
+    """Names the model and its pooling in the cache: equal ids give equal vectors."""
+
+    def __init__(self, *, cache: EmbeddingCache | None | bool = True, batch_size: int = 64,
+                 device: str = "cpu", progress: bool = True) -> None:
         if cache is True:
             cache = EmbeddingCache()
         # `cache or None` would drop an empty cache: EmbeddingCache defines __len__.
@@ -82,6 +82,45 @@ class SentenceEncoder:
         self.progress = progress
         self._model = None
         self.computed = 0  # texts embedded by the model (not served from cache)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """(N, D) float32 vectors of texts by the model, no cache."""
+        raise NotImplementedError
+
+    def truncate_left(self, texts: Sequence[str]) -> list[str]:
+        """Texts cut to the encoder's token limit by dropping tokens from the start."""
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, D) float32 embeddings; cached texts are not recomputed."""
+        texts = list(texts)
+        uniq = list(dict.fromkeys(texts))
+        keys = [text_key(self.model_id, t) for t in uniq]
+        found = self.cache.get(keys) if self.cache is not None else {}
+        todo = [(k, t) for k, t in zip(keys, uniq, strict=True) if k not in found]
+        if todo:
+            vecs = self._embed([t for _, t in todo])
+            new = {k: v for (k, _), v in zip(todo, vecs, strict=True)}
+            self.computed += len(new)
+            if self.cache is not None:
+                self.cache.put(new)
+            found.update(new)
+        by_text = {t: found[k] for k, t in zip(keys, uniq, strict=True)}
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([by_text[t] for t in texts])
+
+
+class SentenceEncoder(TextEncoder):
+    """A frozen sentence-transformers model, loaded lazily, with an optional disk cache."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, cache: EmbeddingCache | None | bool = True,
+                 batch_size: int = 64, device: str = "cpu", progress: bool = True) -> None:
+        super().__init__(cache=cache, batch_size=batch_size, device=device, progress=progress)
+        base, self.pooling = split_pooling(model)
+        self.path, self.model_id = _resolve(base)
+        if self.pooling == "layers":
+            self.model_id += LAYERS_SUFFIX
 
     @property
     def model(self):
@@ -121,25 +160,6 @@ class SentenceEncoder:
             texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
             show_progress_bar=self.progress and len(texts) > 2 * self.batch_size,
         ).astype(np.float32)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, D) unit-norm float32 embeddings; cached texts are not recomputed."""
-        texts = list(texts)
-        uniq = list(dict.fromkeys(texts))
-        keys = [text_key(self.model_id, t) for t in uniq]
-        found = self.cache.get(keys) if self.cache is not None else {}
-        todo = [(k, t) for k, t in zip(keys, uniq, strict=True) if k not in found]
-        if todo:
-            vecs = self._embed([t for _, t in todo])
-            new = {k: v for (k, _), v in zip(todo, vecs, strict=True)}
-            self.computed += len(new)
-            if self.cache is not None:
-                self.cache.put(new)
-            found.update(new)
-        by_text = {t: found[k] for k, t in zip(keys, uniq, strict=True)}
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([by_text[t] for t in texts])
 
 
 def _layer_pooled(model, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
@@ -205,7 +225,7 @@ def split_response(prompt: str, chosen: str, rejected: str) -> tuple[str, str, s
     return prompt, chosen, rejected
 
 
-def embed_comparisons(records: Sequence[Comparison], encoder: SentenceEncoder, *,
+def embed_comparisons(records: Sequence[Comparison], encoder: TextEncoder, *,
                       users: list[str] | None = None) -> PairData:
     """Embed every distinct (prompt, response) item once and index the comparisons.
 
@@ -236,7 +256,7 @@ def embed_comparisons(records: Sequence[Comparison], encoder: SentenceEncoder, *
                     pair_keys=[r.key for r in records])
 
 
-def item_vectors(pairs: Sequence[tuple[str, str]], encoder: SentenceEncoder) -> np.ndarray:
+def item_vectors(pairs: Sequence[tuple[str, str]], encoder: TextEncoder) -> np.ndarray:
     """(N, 2E) vectors of (prompt, response) items: the prompt's embedding (its end kept when it
     is too long; zeros without a prompt) beside the response's, as every model is trained on."""
     prompts = sorted({p for p, _ in pairs})

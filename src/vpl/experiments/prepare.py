@@ -21,7 +21,9 @@ from vpl.data.io import FieldMap, load_records, records_from_dataset
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import Split, make_split
-from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM, SentenceEncoder, embed_comparisons
+from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM, embed_comparisons
+from vpl.embed.encoder import TextEncoder
+from vpl.embed.encoders import make_encoder
 from vpl.embed.identity import IDENTITY, ItemIdentity, fit_identity
 from vpl.embed.projection import PROJECTION, Projection, fit_if_wider
 from vpl.experiments.suites import BenchData
@@ -29,13 +31,14 @@ from vpl.experiments.suites import BenchData
 DATA_DIR_ENV = "VPL_DATA_DIR"
 """Environment variable naming the folder of real data sets (e.g. `../shared/data`)."""
 
-_ENCODERS: dict[str, SentenceEncoder] = {}
+_ENCODERS: dict[str, TextEncoder] = {}
 
 
-def get_encoder(model: str = DEFAULT_ENCODER, *, progress: bool = True) -> SentenceEncoder:
-    """A shared, lazily loaded sentence encoder per model name (with the disk cache)."""
+def get_encoder(model: str = DEFAULT_ENCODER, *, progress: bool = True) -> TextEncoder:
+    """A shared, lazily loaded text encoder per model name (with the disk cache;
+    `vpl.embed.encoders.make_encoder` reads the name)."""
     if model not in _ENCODERS:
-        _ENCODERS[model] = SentenceEncoder(model, progress=progress)
+        _ENCODERS[model] = make_encoder(model, progress=progress)
     return _ENCODERS[model]
 
 
@@ -99,7 +102,7 @@ class Embedded:
 
 
 def embed_parts(blocks: Sequence[Sequence[Comparison]],
-                parts: Mapping[str, tuple[int, Sequence[Comparison]]], encoder: SentenceEncoder,
+                parts: Mapping[str, tuple[int, Sequence[Comparison]]], encoder: TextEncoder,
                 item_dim: int | None, *, fit_part: str = "train", identity: str = "off"
                 ) -> Embedded:
     """Embed each block of records once and pick each named part (block index, its records)
