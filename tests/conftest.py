@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated embedding cache, a small two-type preference problem, a stand-in
-sentence encoder, and the benchmark scripts."""
+sentence encoder, the benchmark scripts, a small Pets data set with a VPL run trained on it,
+and a tiny causal LM built from a config."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,10 @@ from vpl.embed.offline import offline_defaults  # noqa: E402
 
 offline_defaults()  # before any test module imports a Hugging Face library
 
+from vpl.cli import main  # noqa: E402
+from vpl.data.io import write_jsonl  # noqa: E402
 from vpl.data.pairs import PairData  # noqa: E402
+from vpl.data.pets import generate_pets  # noqa: E402
 
 
 def linear_type_weights(dim: int = 32) -> np.ndarray:
@@ -109,3 +114,50 @@ class FakeEncoder:
 def fake_encoder() -> FakeEncoder:
     """A `FakeEncoder` of 8-d vectors."""
     return FakeEncoder()
+
+
+WORDS = ["the", "a", "ferret", "cat", "dog", "likes", "eats", "sleeps", "runs", "quickly", "slowly", "happy", "very", "small", "big", "food", "water", "toy", "house", "garden", "and", "with"]
+"""The vocabulary of `tiny_lm`."""
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A 2-block Llama with a word-level tokenizer, saved as a local model folder."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", "[PAD]", "</s>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   eos_token="</s>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                      max_position_embeddings=64, pad_token_id=1, eos_token_id=2,
+                      bos_token_id=2)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).eval().save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pets(tmp_path_factory) -> Path:
+    """A small Pets controversial set: train.jsonl and test.jsonl (new users)."""
+    d = tmp_path_factory.mktemp("pets")
+    train, test = generate_pets("controversial", seed=0, users_per_type=10,
+                                test_users_per_type=3, pairs_per_user=16)
+    write_jsonl(d / "train.jsonl", train)
+    write_jsonl(d / "test.jsonl", test)
+    return d
+
+
+@pytest.fixture(scope="session")
+def run_dir(pets, tmp_path_factory) -> Path:
+    """A VPL run trained on `pets` through the CLI (a few epochs)."""
+    run = tmp_path_factory.mktemp("run") / "vpl"
+    assert main(["train", "--data", str(pets / "train.jsonl"), "--model", "vpl", "--out",
+                 str(run), "--epochs", "6", "--quiet"]) == 0
+    return run

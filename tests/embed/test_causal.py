@@ -16,28 +16,6 @@ from vpl.embed.encoders import make_encoder
 WORDS = ["the", "a", "ferret", "cat", "dog", "likes", "eats", "sleeps", "runs", "quickly", "slowly", "happy", "very", "small", "big", "food", "water", "toy", "house", "garden", "and", "with"]
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    """A 2-block Llama with a word-level tokenizer, saved as a local model folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(["[UNK]", "[PAD]", "</s>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   eos_token="</s>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                      max_position_embeddings=64, pad_token_id=1, eos_token_id=2,
-                      bos_token_id=2)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).eval().save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
-
-
 TEXTS = ["the ferret sleeps", "a very small happy dog eats food with the cat in the garden",
          "cat"]
 

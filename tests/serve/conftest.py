@@ -1,35 +1,13 @@
-"""A small trained VPL run and a service over it, shared by the service tests; a real
-PostgreSQL server when one is installed."""
+"""A real PostgreSQL server for the service tests, when one is installed (the trained run
+they share is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from vpl.cli import main
-from vpl.data.io import write_jsonl
-from vpl.data.pets import generate_pets
 from vpl.serve.testing import postgres_available, throwaway_postgres
-
-
-@pytest.fixture(scope="package")
-def pets(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("pets")
-    train, test = generate_pets("controversial", seed=0, users_per_type=10,
-                                test_users_per_type=3, pairs_per_user=16)
-    write_jsonl(d / "train.jsonl", train)
-    write_jsonl(d / "test.jsonl", test)
-    return d
-
-
-@pytest.fixture(scope="package")
-def run_dir(pets, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("run") / "vpl"
-    assert main(["train", "--data", str(pets / "train.jsonl"), "--model", "vpl", "--out",
-                 str(run), "--epochs", "6", "--quiet"]) == 0
-    return run
 
 
 @pytest.fixture(scope="session")

@@ -216,7 +216,9 @@ class CausalLMEncoder(TextEncoder):
                 batch = tok([formatted[i] for i in idx], padding=True, truncation=True,
                             max_length=self.max_length, return_tensors="pt",
                             add_special_tokens=not self.templated).to(model.device)
-                h = model(**batch, output_hidden_states=True).hidden_states[self.layer]  # (B,T,H)
+                # the transformer without its language-model head: no logits over the vocabulary
+                h = model.base_model(**batch, output_hidden_states=True
+                                     ).hidden_states[self.layer]  # (B, T, H)
                 mask = batch["attention_mask"]
                 if self.pooling == "last":
                     vec = h[torch.arange(h.shape[0]), last_token_index(mask)]  # (B, H)
