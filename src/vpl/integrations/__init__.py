@@ -1,0 +1,1 @@
+"""Adapters that plug vpl's personalized rewards into other libraries (TRL)."""
