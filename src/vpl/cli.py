@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_command(sub)
     for mod, fn in (("vpl.control.cli", "add_control_commands"),
                     ("vpl.active.cli", "add_active_command"),
-                    ("vpl.serve.cli", "add_serve_commands")):
+                    ("vpl.serve.cli", "add_serve_commands"),
+                    ("vpl.generation", "add_generate_command")):
         try:
             adder = getattr(__import__(mod, fromlist=[fn]), fn)
         except (ImportError, AttributeError):
