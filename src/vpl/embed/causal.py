@@ -140,8 +140,12 @@ class CausalLMEncoder(TextEncoder):
     -1 is the last block) and scaled to unit norm; loaded lazily, with the disk cache."""
 
     def __init__(self, model: str, *, cache: EmbeddingCache | None | bool = True,
-                 batch_size: int = 16, device: str = "cpu", progress: bool = True,
+                 batch_size: int = 16, device: str | None = None, progress: bool = True,
                  max_tokens: int = 512, chat_template: bool = True) -> None:
+        if device is None:  # a GPU when there is one: the backbone is the dominant cost
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         super().__init__(cache=cache, batch_size=batch_size, device=device, progress=progress)
         base, self.pooling, self.layer = parse_name(model)
         self.path, model_id = resolve(base)

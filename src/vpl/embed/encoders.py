@@ -12,11 +12,11 @@ ALIASES = {"minilm": DEFAULT_ENCODER}
 
 
 def make_encoder(name: str = DEFAULT_ENCODER, *, cache: EmbeddingCache | None | bool = True,
-                 progress: bool = True, device: str = "cpu") -> TextEncoder:
+                 progress: bool = True, device: str | None = None) -> TextEncoder:
     """The encoder a name selects: a causal LM (`causal:PATH`, `smollm2`, with `#last` /
     `#mean` and `@LAYER`), else a sentence-transformers model (the bundled MiniLM, or a local
     folder, with `#layers`)."""
     name = ALIASES.get(name, name)
-    if is_causal(name):
+    if is_causal(name):  # device None: a GPU when there is one
         return CausalLMEncoder(name, cache=cache, progress=progress, device=device)
-    return SentenceEncoder(name, cache=cache, progress=progress, device=device)
+    return SentenceEncoder(name, cache=cache, progress=progress, device=device or "cpu")
