@@ -43,9 +43,22 @@ def is_causal(name: str) -> bool:
     return name.startswith(CAUSAL_PREFIX) or name.split("#")[0].split("@")[0] == SMOLLM2
 
 
+LORA_MARK = "+lora="
+"""Appended to a causal-LM name with a folder of LoRA adapters (`vpl.train.finetune`), e.g.
+`smollm2#mean@-6+lora=runs/hh/adapters`: the backbone as fine-tuned."""
+
+
+def split_adapter(name: str) -> tuple[str, str | None]:
+    """(name without adapters, adapter folder or None)."""
+    if LORA_MARK in name:
+        base, adapter = name.split(LORA_MARK, 1)
+        return base, adapter
+    return name, None
+
+
 def parse_name(name: str) -> tuple[str, str, int]:
-    """(model path or alias, pooling, layer) of a causal-LM encoder name."""
-    base, layer = name, -1
+    """(model path or alias, pooling, layer) of a causal-LM encoder name (adapters aside)."""
+    base, layer = split_adapter(name)[0], -1
     if "@" in base.rsplit("#", 1)[-1]:
         base, at = base.rsplit("@", 1)
         try:
@@ -149,24 +162,35 @@ class CausalLMEncoder(TextEncoder):
         super().__init__(cache=cache, batch_size=batch_size, device=device, progress=progress)
         base, self.pooling, self.layer = parse_name(model)
         self.path, model_id = resolve(base)
+        self.adapter = split_adapter(model)[1]
         self.max_length = max_tokens
         self.chat_template = chat_template
         self._tok = None
         self.model_id = f"{model_id}#{self.pooling}@{self.layer}" + ("+chat" if chat_template
                                                                        else "")
+        if self.adapter is not None:
+            weights = Path(self.adapter) / "adapter_model.safetensors"
+            if not weights.exists():
+                raise FileNotFoundError(f"{weights}: no LoRA adapters there")
+            self.model_id += f"+lora:{_file_digest(weights)}"
 
     @property
     def model(self):
-        """The `transformers` model (loaded on first use)."""
+        """The transformer without its language-model head (no logits over the vocabulary are
+        needed), with its LoRA adapters if the name gives them; loaded on first use."""
         if self._model is None:
             offline_defaults()
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoModel, AutoTokenizer
 
             self._tok = AutoTokenizer.from_pretrained(str(self.path))
             if self._tok.pad_token is None:
                 self._tok.pad_token = self._tok.eos_token
-            self._model = AutoModelForCausalLM.from_pretrained(str(self.path)).to(self.device)
-            self._model.eval()
+            model = AutoModel.from_pretrained(str(self.path))
+            if self.adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, self.adapter)
+            self._model = model.to(self.device).eval()
         return self._model
 
     @property
@@ -204,34 +228,39 @@ class CausalLMEncoder(TextEncoder):
             out.append(t if len(ids) <= limit else tok.decode(ids[-limit:]))
         return out
 
+    def pooled(self, texts: Sequence[str]):  # noqa: ANN201 (a torch tensor)
+        """(N, H) unit-norm pooled hidden states of texts in one batch, differentiable (the
+        caller chooses `torch.no_grad` or not: `vpl.train.finetune` trains through it)."""
+        import torch
+
+        model, tok = self.model, self.tokenizer
+        batch = tok(self.format(texts), padding=True, truncation=True,
+                    max_length=self.max_length, return_tensors="pt",
+                    add_special_tokens=not self.templated).to(self.device)
+        h = model(**batch, output_hidden_states=True).hidden_states[self.layer]  # (B, T, H)
+        mask = batch["attention_mask"]
+        if self.pooling == "last":
+            vec = h[torch.arange(h.shape[0], device=h.device), last_token_index(mask)]  # (B, H)
+        else:
+            m = mask.unsqueeze(-1).to(h.dtype)
+            vec = (h * m).sum(1) / m.sum(1).clamp_min(1)
+        # unit norm, like the sentence encoder's vectors (hidden states of different models
+        # and layers differ in scale by orders of magnitude)
+        return torch.nn.functional.normalize(vec.float(), dim=-1)
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         import torch
         from tqdm.auto import tqdm
 
-        model, tok = self.model, self.tokenizer
-        formatted = self.format(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(formatted[i]))  # little padding
+        _ = self.model
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # little padding
         out: np.ndarray | None = None
         bar = tqdm(total=len(texts), desc=f"embedding ({Path(str(self.path)).name})",
                    unit="text", disable=not self.progress or len(texts) <= 2 * self.batch_size)
         with torch.inference_mode():
             for s in range(0, len(order), self.batch_size):
                 idx = order[s : s + self.batch_size]
-                batch = tok([formatted[i] for i in idx], padding=True, truncation=True,
-                            max_length=self.max_length, return_tensors="pt",
-                            add_special_tokens=not self.templated).to(model.device)
-                # the transformer without its language-model head: no logits over the vocabulary
-                h = model.base_model(**batch, output_hidden_states=True
-                                     ).hidden_states[self.layer]  # (B, T, H)
-                mask = batch["attention_mask"]
-                if self.pooling == "last":
-                    vec = h[torch.arange(h.shape[0]), last_token_index(mask)]  # (B, H)
-                else:
-                    m = mask.unsqueeze(-1).to(h.dtype)
-                    vec = (h * m).sum(1) / m.sum(1).clamp_min(1)
-                # unit norm, like the sentence encoder's vectors (hidden states of different
-                # models and layers differ in scale by orders of magnitude)
-                vec = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
+                vec = self.pooled([texts[i] for i in idx]).cpu().numpy()
                 if out is None:
                     out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
                 out[idx] = vec

@@ -8,6 +8,7 @@ left (its last turns are kept).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -232,6 +233,16 @@ def embed_comparisons(records: Sequence[Comparison], encoder: TextEncoder, *,
     `users` fixes the user index order (e.g. to share it between splits); by default users are
     numbered in sorted order.
     """
+    pairs, data = index_comparisons(records, users=users)
+    log.info("embedding %d prompts and %d responses", len({p for p, _ in pairs}),
+             len({r for _, r in pairs}))
+    return dataclasses.replace(data, items=item_vectors(pairs, encoder), _by_user=None)
+
+
+def index_comparisons(records: Sequence[Comparison], *, users: list[str] | None = None
+                      ) -> tuple[list[tuple[str, str]], PairData]:
+    """The distinct (prompt, response) items of the comparisons, in item-index order, and the
+    comparisons indexed over them (a `PairData` whose item vectors are still empty, (N, 0))."""
     users = users or sorted({r.user_id for r in records})
     uidx = {u: i for i, u in enumerate(users)}
     items: dict[tuple[str, str], int] = {}
@@ -242,18 +253,15 @@ def embed_comparisons(records: Sequence[Comparison], encoder: TextEncoder, *,
         rejected.append(items.setdefault((p, j), len(items)))
         user.append(uidx[r.user_id])
     pairs = list(items)
-    responses = [resp for _, resp in pairs]
-    log.info("embedding %d prompts and %d responses", len({p for p, _ in pairs}),
-             len(set(responses)))
-    x = item_vectors(pairs, encoder)
-    keys = np.array([hash_text(resp) for resp in responses], dtype=np.int64)
+    keys = np.array([hash_text(resp) for _, resp in pairs], dtype=np.int64)
     types: dict[str, str | None] = {}
     for r in records:
         types.setdefault(r.user_id, r.meta.get("user_type"))
-    return PairData(items=x, user=np.array(user), chosen=np.array(chosen),
-                    rejected=np.array(rejected), users=users, item_keys=keys,
-                    user_types=[types.get(u) for u in users],
+    data = PairData(items=np.zeros((len(pairs), 0), dtype=np.float32), user=np.array(user),
+                    chosen=np.array(chosen), rejected=np.array(rejected), users=users,
+                    item_keys=keys, user_types=[types.get(u) for u in users],
                     pair_keys=[r.key for r in records])
+    return pairs, data
 
 
 def item_vectors(pairs: Sequence[tuple[str, str]], encoder: TextEncoder) -> np.ndarray:
