@@ -129,8 +129,11 @@ def _fmt(x: float | None) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from vpl.experiments.runs import train_run
     from vpl.train import TrainConfig, make_logger
+    from vpl.train.finetune import LoRAConfig
 
+    lora = from_args(LoRAConfig, args) if args.finetune == "lora" else None
     m = train_run(args.data, args.model, args.out, train_config=from_args(TrainConfig, args),
+                  lora=lora,
                   model_options=parse_model_options(args.option), fields=_fields(args),
                   logger=make_logger(args.log), identity=args.identity,
                   test_users=args.test_users, heldout_pairs=args.heldout_pairs,
@@ -235,6 +238,7 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     from vpl.models import REGISTRY
     from vpl.models.presets import PRESETS
     from vpl.train import TrainConfig
+    from vpl.train.finetune import LoRAConfig
 
     t = sub.add_parser("train", help="train a reward model and save a run directory")
     t.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
@@ -252,6 +256,13 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
                         "layer-pooled vectors (default: bundled:all-MiniLM-L6-v2#layers)")
     _add_item_dim(t)
     _add_identity(t)
+    t.add_argument("--finetune", choices=("off", "lora"), default="off",
+                   help="lora: fine-tune the causal-LM backbone (--embed-model smollm2 or "
+                        "causal:PATH) with LoRA adapters through the model's loss")
+    add_config_args(t.add_argument_group("LoRA fine-tuning (vpl.train.finetune.LoRAConfig)"),
+                    LoRAConfig, skip=("target_modules",),
+                    names={f: "lora-" + f.replace("_", "-") for f in (
+                        "r", "alpha", "dropout", "lr", "epochs", "users_per_batch", "bf16")})
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --option latent_dim=8 (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vpl.embed.cache import EmbeddingCache
-from vpl.embed.causal import CausalLMEncoder, last_token_index, parse_name
+from vpl.embed.causal import CausalLMEncoder, is_causal, last_token_index, parse_name
 from vpl.embed.encoders import make_encoder
 
 WORDS = ["the", "a", "ferret", "cat", "dog", "likes", "eats", "sleeps", "runs", "quickly", "slowly", "happy", "very", "small", "big", "food", "water", "toy", "house", "garden", "and", "with"]
@@ -68,6 +68,9 @@ def test_vectors_are_cached_by_model_pooling_and_layer(tiny_lm, tmp_path):
 
 def test_names():
     assert parse_name("smollm2") == ("smollm2", "last", -1)
+    assert parse_name("smollm2+lora=/r/adapters") == ("smollm2", "last", -1)
+    assert is_causal("smollm2+lora=/r/adapters") and is_causal("smollm2#mean@-2+lora=/a")
+    assert not is_causal("bundled:all-MiniLM-L6-v2#layers")
     assert parse_name("causal:/m/x#mean@-4") == ("/m/x", "mean", -4)
     assert parse_name("causal:/m/x@3") == ("/m/x", "last", 3)
     with pytest.raises(ValueError, match="pooling"):

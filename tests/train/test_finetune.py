@@ -3,6 +3,8 @@ base weights do not, only adapters are saved, and the saved adapters reproduce t
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -54,3 +56,23 @@ def test_lora_trains_the_adapters_and_leaves_the_backbone(tiny_lm, pets, tmp_pat
     plain = CausalLMEncoder(f"causal:{tiny_lm}#mean", cache=False, progress=False,
                             device="cpu", max_tokens=32)
     assert reloaded.model_id != plain.model_id  # the cache never mixes tuned and frozen vectors
+
+
+def test_train_command_with_lora_saves_adapters_that_evaluate_loads(tiny_lm, pets, tmp_path,
+                                                                    capsys):
+    from vpl.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(pets / "train.jsonl"), "--model", "btl", "--out",
+                 str(run), "--embed-model", f"causal:{tiny_lm}#mean", "--finetune", "lora",
+                 "--lora-epochs", "1", "--epochs", "2", "--quiet"]) == 0
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["embed_model"].endswith(f"+lora={run.resolve() / 'adapters'}")
+    assert (run / "adapters" / "adapter_model.safetensors").exists()
+    assert not (run / "projection.safetensors").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--data", str(pets / "test.jsonl"),
+                 "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1.0
+    assert main(["train", "--data", str(pets / "train.jsonl"), "--model", "btl", "--out",
+                 str(tmp_path / "bad"), "--finetune", "lora", "--quiet"]) == 2  # MiniLM

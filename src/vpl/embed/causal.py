@@ -40,6 +40,7 @@ POOLINGS = ("last", "mean")
 
 def is_causal(name: str) -> bool:
     """Whether an `--embed-model` name selects a causal LM."""
+    name = split_adapter(name)[0]
     return name.startswith(CAUSAL_PREFIX) or name.split("#")[0].split("@")[0] == SMOLLM2
 
 

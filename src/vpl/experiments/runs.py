@@ -15,22 +15,27 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vpl.checkpoint import save_model
 from vpl.data.io import FieldMap, atomic_write_text, load_records
 from vpl.data.pairs import PairData
+from vpl.data.schema import Comparison
 from vpl.data.split import Split, make_split
 from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM
+from vpl.embed.causal import LORA_MARK
 from vpl.embed.identity import IDENTITY
 from vpl.embed.projection import PROJECTION
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
-from vpl.experiments.prepare import Embedded, embed_parts, get_encoder
+from vpl.experiments.prepare import Embedded, embed_parts, get_encoder, pick
 from vpl.models import RewardModel, build_for
 from vpl.models.presets import resolve
 from vpl.train import Logger, TrainConfig, TrainResult, fit, seed_everything
+from vpl.train.finetune import ADAPTERS, LoRAConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +88,16 @@ def run_metrics(model: RewardModel, train: PairData, val: PairData, test: PairDa
 
 
 def _write_run_dir(final: Path, model: RewardModel, emb: Embedded, split: Split,
-                   run: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Write a run directory into a temporary one and swap it into place when complete."""
+                   run: dict[str, Any], metrics: dict[str, Any],
+                   extra: Callable[[Path], object] | None = None) -> None:
+    """Write a run directory into a temporary one and swap it into place when complete
+    (`extra` writes more files into the temporary one)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         save_model(model, tmp)
+        if extra is not None:
+            extra(tmp)
         if emb.projection is not None:
             emb.projection.save(tmp / PROJECTION)
         if emb.identity is not None:
@@ -107,12 +116,15 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
               model_options: dict[str, Any] | None = None, fields: FieldMap | None = None,
               test_users: float = 0.2, heldout_pairs: float = 0.2, on_error: str = "abort",
               embed_model: str = DEFAULT_ENCODER, item_dim: int | None = DEFAULT_ITEM_DIM,
-              progress: bool = True, logger: Logger | None = None, identity: str = "off"
-              ) -> dict[str, Any]:
+              progress: bool = True, logger: Logger | None = None, identity: str = "off",
+              lora: LoRAConfig | None = None) -> dict[str, Any]:
     """Train one model on a data file and write a complete run directory; returns metrics.
 
     Item vectors wider than `item_dim` are projected onto that many principal components of
     the training pairs' items (`vpl.embed.projection`; None or 0: never), saved with the run.
+    With `lora`, the causal-LM backbone `embed_model` is fine-tuned with LoRA adapters through
+    the model's loss (`vpl.train.finetune`; raw item vectors, no projection), and the run saves
+    the adapters and names them in its `embed_model`.
 
     Files are written to a temporary directory and moved into place only when the run
     succeeded, so a failed run leaves an earlier run at `out` intact.
@@ -126,16 +138,24 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
                        seed=cfg.seed)
     parts = dict(zip(("train", "val", "test"), ((0, p) for p in split.partition(records)),
                      strict=True))
-    emb = embed_parts([records], parts, get_encoder(embed_model, progress=progress), item_dim,
-                      identity=identity)
+    registry_name, options = resolve(model_name, **(model_options or {}))
+    adapters = None
+    if lora is None:
+        emb = embed_parts([records], parts, get_encoder(embed_model, progress=progress),
+                          item_dim, identity=identity)
+        train, val = emb.parts["train"], emb.parts["val"]
+        t_embed = time.perf_counter() - t0
+        seed_everything(cfg.seed)
+        model = build_for(registry_name, train, **options)
+        result: TrainResult = fit(model, train, val if len(val) else None, cfg,
+                                  progress=progress, logger=logger)
+    else:
+        t_embed = 0.0
+        model, result, emb, adapters = _finetuned(records, parts, embed_model, registry_name,
+                                                  options, cfg, lora, progress)
+        embed_model = f"{embed_model}{LORA_MARK}{Path(out).resolve() / ADAPTERS}"
     (pairs,), projection = emb.blocks, emb.projection
     train, val, test = emb.parts["train"], emb.parts["val"], emb.parts["test"]
-    t_embed = time.perf_counter() - t0
-    seed_everything(cfg.seed)
-    registry_name, options = resolve(model_name, **(model_options or {}))
-    model = build_for(registry_name, train, **options)
-    result: TrainResult = fit(model, train, val if len(val) else None, cfg, progress=progress,
-                              logger=logger)
     k = cfg.context_size
     metrics: dict[str, Any] = {
         "model": model_name,
@@ -165,5 +185,35 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
         "test_users": test_users,
         "heldout_pairs": heldout_pairs,
     }
-    _write_run_dir(Path(out), model, emb, split, run, metrics)
+    _write_run_dir(Path(out), model, emb, split, run, metrics, extra=adapters)
     return metrics
+
+
+def _finetuned(records: Sequence[Comparison], parts: dict[str, tuple[int, Sequence[Comparison]]],
+               embed_model: str, registry_name: str, options: dict[str, Any],
+               cfg: TrainConfig, lora: LoRAConfig, progress: bool
+               ) -> tuple[RewardModel, TrainResult, Embedded, Callable[[Path], object]]:
+    """A model trained with a LoRA-tuned backbone: (model, result, the re-embedded splits,
+    a writer of the adapters into a run directory)."""
+    from vpl.embed.causal import CausalLMEncoder, is_causal
+    from vpl.embed.encoder import index_comparisons
+    from vpl.train.finetune import finetune_then_fit, save_adapters
+
+    if not is_causal(embed_model):
+        raise ValueError(f"--finetune lora needs a causal-LM backbone (--embed-model smollm2 or "
+                         f"causal:PATH), not {embed_model!r}")
+    texts, every = index_comparisons(list(records))
+    train, val = (pick(every, records, parts[k][1]) for k in ("train", "val"))
+    encoder = CausalLMEncoder(embed_model, cache=False, progress=progress)
+    width = 2 * int(encoder.model.config.hidden_size)
+    seed_everything(cfg.seed)
+    shape = dataclasses.replace(train, items=np.zeros((len(texts), width), dtype=np.float32),
+                                _by_user=None)
+    model = build_for(registry_name, shape, **options)
+    result, train_v, _ = finetune_then_fit(model, encoder, texts, train,
+                                           val if len(val) else None, cfg, lora,
+                                           progress=progress)
+    every_v = dataclasses.replace(every, items=train_v.items, _by_user=None)
+    emb = Embedded({k: pick(every_v, records, recs) for k, (_, recs) in parts.items()},
+                   [every_v], None, None)
+    return model, result, emb, lambda d: save_adapters(encoder, d)
