@@ -145,6 +145,9 @@ def add_comparisons(user_id: str, body: S.AddComparisons, key: Key, service: Svc
 
 @users.post("/{user_id}/next-query", response_model=S.Query)
 def next_query(user_id: str, body: S.NextQuery, key: Key, service: Svc) -> S.Query:
+    if not service.scorer.personal:
+        raise HTTPException(409, f"model {service.scorer.model.name!r} has no user latent: "
+                                 "no query tells anything about a user")
     i, gain = service.next_query(key, user_id, [(c.prompt, c.a, c.b) for c in body.candidates])
     return S.Query(index=i, info_gain=gain)
 

@@ -46,7 +46,8 @@ class Belief:
 
 
 class RunScorer:
-    """Scores responses and queries for users of a trained run (`vpl train --out RUN_DIR`).
+    """Scores responses and queries for users of a trained run (`vpl train --out RUN_DIR`);
+    a run without a user latent scores every user alike.
     Keeps the posteriors of up to `cache_users` (user, answer version) pairs and the vectors of
     up to `cache_items` items in memory (least recently used dropped first)."""
 
@@ -55,11 +56,10 @@ class RunScorer:
                  cache_items: int = 50_000) -> None:
         self.run_dir = Path(run_dir)
         run = read_run(self.run_dir)
-        model = load_model(self.run_dir)
-        if not isinstance(model, LatentRewardModel):
-            raise ValueError(f"{self.run_dir}: model {model.name!r} has no user latent; serve a "
-                             "personalized run (e.g. `vpl train --model vpl`)")
-        self.model: LatentRewardModel = model
+        self.model = load_model(self.run_dir)
+        self.personal = isinstance(self.model, LatentRewardModel)
+        """Whether the model has a user latent; without one (BTL, DPL) every user gets the
+        population's reward and there is nothing to ask."""
         self.encoder = get_encoder(run.get("embed_model", DEFAULT_ENCODER), progress=False)
         _ = self.encoder.model  # loaded now, not by the first request that brings a new text
         proj, ident = self.run_dir / PROJECTION, self.run_dir / IDENTITY
@@ -118,6 +118,8 @@ class RunScorer:
         found = self.cached(user, version)
         if found is not None:
             return found
+        if not self.personal:
+            return Belief(torch.zeros(1, 0), torch.ones(1), len(prompts))
         split = [split_response(p, c, r) for p, c, r in zip(prompts, chosen, rejected,
                                                              strict=True)]
         vec = self.vectors([(p, c) for p, c, _ in split] + [(p, r) for p, _, r in split])
@@ -144,7 +146,8 @@ class RunScorer:
         responses in one forward pass."""
         x = self.vectors([(prompt, r) for r in responses])
         with self._lock, torch.no_grad():
-            r = reward_matrix(self.model, x, belief.z)  # (S, R)
+            r = reward_matrix(self.model, x, belief.z) if self.personal else \
+                self.model.reward(x).unsqueeze(0)  # (S, R)
         mean = belief.w @ r
         std = (belief.w @ (r - mean) ** 2).clamp_min(0).sqrt()
         return mean.numpy(), std.numpy()
@@ -153,6 +156,9 @@ class RunScorer:
                    ) -> tuple[int, float]:
         """The candidate (prompt, a, b) whose answer tells most about the user (BALD info
         gain, nats) and its gain."""
+        if not self.personal:
+            raise ValueError(f"{self.run_dir}: model {self.model.name!r} has no user latent, so "
+                             "no answer tells anything about a user")
         x = self.vectors([(p, a) for p, a, _ in candidates] + [(p, b) for p, _, b in candidates])
         n = len(candidates)
         pool = CandidatePool.from_vectors(x[:n], x[n:])
