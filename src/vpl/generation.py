@@ -48,22 +48,29 @@ class Generator:
     def sample(self, prompt: str, n: int, *, max_new_tokens: int = 64,
                temperature: float = 0.8, top_p: float = 0.95, seed: int = 0) -> list[str]:
         """N sampled responses to `prompt` (in the model's chat template when it has one)."""
+        return self.sample_batch([prompt] * n, max_new_tokens=max_new_tokens,
+                                 temperature=temperature, top_p=top_p, seed=seed)
+
+    def sample_batch(self, prompts: Sequence[str], *, max_new_tokens: int = 64,
+                     temperature: float = 0.8, top_p: float = 0.95, seed: int = 0
+                     ) -> list[str]:
+        """One sampled response to each prompt, all in one left-padded batch."""
         import torch
 
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                           tokenize=False, add_generation_prompt=True)
-            inputs = tok(text, return_tensors="pt", add_special_tokens=False)
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                             add_generation_prompt=True) for p in prompts]
+            inputs = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         else:
-            inputs = tok(prompt, return_tensors="pt")
+            inputs = tok(list(prompts), return_tensors="pt", padding=True)
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(**inputs.to(self.model.device), do_sample=True,
                                       temperature=temperature, top_p=top_p,
-                                      max_new_tokens=max_new_tokens, num_return_sequences=n,
+                                      max_new_tokens=max_new_tokens,
                                       pad_token_id=tok.pad_token_id)
-        new = out[:, inputs["input_ids"].shape[1]:]  # (N, new tokens)
+        new = out[:, inputs["input_ids"].shape[1]:]  # (B, new tokens)
         return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
 
 

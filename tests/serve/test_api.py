@@ -285,3 +285,25 @@ def test_item_vectors_come_from_memory_the_second_time(service, monkeypatch):
 
     monkeypatch.setattr(service.scorer, "_embed", no_embedding)
     torch.testing.assert_close(service.scorer.vectors(items[::-1]), first.flip(0))
+
+
+def test_a_run_without_a_latent_scores_everyone_alike_and_asks_nothing(pets, tmp_path):
+    from vpl.cli import main
+
+    run = tmp_path / "btl"
+    assert main(["train", "--data", str(pets / "train.jsonl"), "--model", "btl", "--out",
+                 str(run), "--epochs", "2", "--quiet"]) == 0
+    svc = build_service(str(run), sqlite_url(tmp_path / "b.sqlite"))
+    client = TestClient(create_app(svc))
+    k = auth(svc.store.create_key())
+    a = client.post("/v1/users", headers=k).json()["user_id"]
+    b = client.post("/v1/users", headers=k).json()["user_id"]
+    client.post(f"/v1/users/{a}/comparisons", headers=k,
+                json={"comparisons": user_comparisons(pets, "helpful_first", 4)})
+    body = {"prompt": "q", "responses": ["one", "two"]}
+    sa = client.post(f"/v1/users/{a}/score", headers=k, json=body).json()["scores"]
+    sb = client.post(f"/v1/users/{b}/score", headers=k, json=body).json()["scores"]
+    assert sa == sb and all(s["std"] == 0 for s in sa)
+    r = client.post(f"/v1/users/{a}/next-query", headers=k,
+                    json={"candidates": [{"a": "x", "b": "y"}]})
+    assert r.status_code == 409 and "no user latent" in r.json()["detail"]
