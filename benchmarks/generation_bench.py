@@ -36,7 +36,7 @@ from vpl.experiments.report import git_commit
 from vpl.experiments.runs import train_run
 from vpl.generation import Generator
 from vpl.serve.scorer import RunScorer
-from vpl.stats import mean_ci
+from vpl.stats import t_halfwidth
 
 PROMPTS = [
     "How can I sleep better?", "How do I start running?", "How should I save money?",
@@ -68,6 +68,7 @@ STYLES = ["Answer in one short sentence.", "Give a detailed answer with examples
           "Answer carefully, noting what it depends on.", "Answer formally.",
           "Answer casually, like a friend.", ""]
 N_TRAIN_PROMPTS, CAND_TRAIN, CAND_TEST = 32, 8, 16
+TRAIN_USERS_PER_TYPE, TRAIN_PAIRS_PER_USER = 40, 48
 
 
 def generate(path: Path, max_new_tokens: int) -> dict[str, list[str]]:
@@ -112,9 +113,10 @@ def one_seed(seed: int, cands: dict[str, list[str]], util: dict[str, np.ndarray]
     """True utility (users, prompts) of each picker at each N, for one seed."""
     rng = np.random.default_rng(seed)
     train_p, test_p = PROMPTS[:N_TRAIN_PROMPTS], PROMPTS[N_TRAIN_PROMPTS:]
-    w_tr, k_tr = make_users(20, seed=100 + seed)
+    w_tr, k_tr = make_users(TRAIN_USERS_PER_TYPE, seed=100 + seed)
     w_te, k_te = make_users(10, seed=200 + seed)
-    write_jsonl(work / "train.jsonl", label(w_tr, k_tr, "train", train_p, cands, util, 32, rng))
+    write_jsonl(work / "train.jsonl", label(w_tr, k_tr, "train", train_p, cands, util,
+                                            TRAIN_PAIRS_PER_USER, rng))
     ctx = label(w_te, k_te, "test", train_p, cands, util, 8, rng)
     runs = {}
     for m in ("vpl", "btl"):
@@ -168,15 +170,14 @@ def main() -> None:
              f" commit `{git_commit()}`, 2 CPU cores, {time.perf_counter() - t0:.0f} s. "
              f"SmolLM2-135M-Instruct generates {CAND_TRAIN} candidates for each of "
              f"{N_TRAIN_PROMPTS} training prompts and {CAND_TEST} for each of "
-             f"{len(PROMPTS) - N_TRAIN_PROMPTS} test prompts; 80 training users (4 types) label "
-             "32 comparisons each; 40 new users per seed answer 8; utility in standard units "
-             "of the attributes. Mean true utility per user, 95% CI over users (seeds pooled):",
+             f"{len(PROMPTS) - N_TRAIN_PROMPTS} test prompts; {4 * TRAIN_USERS_PER_TYPE} training "
+             f"users (4 types) label {TRAIN_PAIRS_PER_USER} comparisons each; 40 new users per "
+             "seed answer 8; utility in standard units of the attributes (clipped at 3). Mean true utility per user, 95% CI over users (seeds pooled):",
              "", "| N | single sample | BTL best-of-N | VPL best-of-N | oracle best-of-N | "
              "VPL beats BTL (users) | gap closed by VPL |", "|---|---|---|---|---|---|---|"]
     for n in ns:
         def cell(key: str) -> str:
-            m, h = mean_ci(user_mean[key])
-            return f"{m:.3f} ± {h:.3f}"
+            return f"{user_mean[key].mean():.3f} ± {t_halfwidth(user_mean[key]):.3f}"
 
         wins = float(np.mean(user_mean[f"vpl@{n}"] > user_mean[f"btl@{n}"]))
         gap = user_mean[f"oracle@{n}"] - user_mean[f"single@{n}"]

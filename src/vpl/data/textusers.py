@@ -5,7 +5,7 @@ users it serves (`benchmarks/generation_bench.py`).
 
 Four types weigh the attributes differently; users of a type share its weights up to a small
 individual jitter. Attributes are standardized over the candidate set they are computed on, so
-weights are comparable across attributes.
+weights are comparable across attributes (and clipped, so no single outlier dominates).
 """
 
 from __future__ import annotations
@@ -47,10 +47,16 @@ def attributes(text: str) -> np.ndarray:
     ], dtype=np.float64)
 
 
+CLIP = 3.0
+"""Standardized attributes are clipped to +-CLIP: a response with twenty exclamation marks is
+not twenty times as cheerful, and one outlier must not decide a user's mean utility."""
+
+
 def standardized(texts: Sequence[str]) -> np.ndarray:
-    """(N, A) attributes of texts, each column centered and scaled by its spread over them."""
+    """(N, A) attributes of texts, each column centered and scaled by its spread over them,
+    clipped to +-`CLIP`."""
     a = np.stack([attributes(t) for t in texts])
-    return (a - a.mean(0)) / np.maximum(a.std(0), 1e-9)
+    return np.clip((a - a.mean(0)) / np.maximum(a.std(0), 1e-9), -CLIP, CLIP)
 
 
 def make_users(n_per_type: int, seed: int, jitter: float = 0.2
