@@ -31,7 +31,7 @@ from vpl.experiments.report import git_commit
 
 def personas_texts(n: int) -> list[str]:
     train, _ = generate_personas("4", seed=0)
-    texts = list(dict.fromkeys(t for r in train for t in (r.chosen, r.rejected)))
+    texts = list(dict.fromkeys(t for r in train for t in (r["chosen"], r["rejected"])))
     return texts[:n]
 
 
