@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vpl.embed.cache import EmbeddingCache, default_cache_path
-from vpl.embed.encoder import TextEncoder
+from vpl.embed.encoder import TextEncoder, in_batches
 from vpl.embed.offline import offline_defaults
 
 log = logging.getLogger(__name__)
@@ -251,20 +251,10 @@ class CausalLMEncoder(TextEncoder):
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
 
         _ = self.model
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # little padding
-        out: np.ndarray | None = None
-        bar = tqdm(total=len(texts), desc=f"embedding ({Path(str(self.path)).name})",
-                   unit="text", disable=not self.progress or len(texts) <= 2 * self.batch_size)
         with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                vec = self.pooled([texts[i] for i in idx]).cpu().numpy()
-                if out is None:
-                    out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
-                out[idx] = vec
-                bar.update(len(idx))
-        bar.close()
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+            return in_batches(texts, self.batch_size,
+                              lambda b: self.pooled(b).cpu().numpy(),
+                              desc=f"embedding ({Path(str(self.path)).name})",
+                              progress=self.progress)

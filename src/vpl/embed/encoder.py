@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -163,39 +163,51 @@ class SentenceEncoder(TextEncoder):
         ).astype(np.float32)
 
 
+def in_batches(texts: Sequence[str], batch_size: int, embed: Callable[[list[str]], np.ndarray],
+               *, desc: str, progress: bool) -> np.ndarray:
+    """(N, D) float32 `embed` of texts, `batch_size` at a time, longest texts first (batches of
+    similar length pad little), with a progress bar on long inputs."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: np.ndarray | None = None
+    bar = tqdm(total=len(texts), desc=desc, unit="text",
+               disable=not progress or len(texts) <= 2 * batch_size)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        vec = embed([texts[i] for i in idx])
+        if out is None:
+            out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
+        out[idx] = vec
+        bar.update(len(idx))
+    bar.close()
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
 def _layer_pooled(model, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
     """`layers` pooling (see LAYERS_SUFFIX) with a sentence-transformers model whose first
     module wraps a Hugging Face encoder (`auto_model`) and its tokenizer."""
     import torch
-    from tqdm.auto import tqdm
 
     first = model[0]
     if not hasattr(first, "auto_model"):
         raise ValueError(f"{LAYERS_SUFFIX} pooling needs a transformer first module, got "
                          f"{type(first).__name__}")
     hf, tok = first.auto_model, model.tokenizer
-    # longest texts first: batches of similar length pad little
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out: np.ndarray | None = None
-    bar = tqdm(total=len(texts), desc="embedding (layers)", unit="text",
-               disable=not progress or len(texts) <= 2 * batch_size)
+
+    def embed(batch_texts: list[str]) -> np.ndarray:
+        batch = tok(batch_texts, padding=True, truncation=True, max_length=model.max_seq_length,
+                    return_tensors="pt").to(hf.device)
+        states = hf(**batch, output_hidden_states=True).hidden_states  # (1 + L) x (B, T, H)
+        mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+        pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp_min(1) for h in states],
+                             1)  # (B, 1 + L, H)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1) / len(states) ** 0.5
+        return pooled.flatten(1).float().cpu().numpy()
+
     with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            batch = tok([texts[i] for i in idx], padding=True, truncation=True,
-                        max_length=model.max_seq_length, return_tensors="pt").to(hf.device)
-            states = hf(**batch, output_hidden_states=True).hidden_states  # (1 + L) x (B, T, H)
-            mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
-            pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp_min(1) for h in states],
-                                 1)  # (B, 1 + L, H)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1) / len(states) ** 0.5
-            vec = pooled.flatten(1).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
-            out[idx] = vec
-            bar.update(len(idx))
-    bar.close()
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        return in_batches(texts, batch_size, embed, desc="embedding (layers)",
+                          progress=progress)
 
 
 def _strip_role(text: str) -> str:
