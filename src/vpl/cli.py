@@ -270,6 +270,34 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_train)
 
 
+def _add_embed_command(sub: argparse._SubParsersAction) -> None:
+    """`vpl embed`: fill the embedding cache, sharded under torchrun."""
+    e = sub.add_parser("embed", help="embed every text of data files into the cache ahead of "
+                       "training (run under torchrun to shard it over processes)")
+    e.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
+    e.add_argument("--embed-model", default=None, help="encoder name, as for vpl train")
+    e.add_argument("--chunk", type=int, default=512, help="texts written to the cache at once")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_fields(e)
+    e.set_defaults(func=cmd_embed)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from vpl.data.io import load_records
+    from vpl.embed import DEFAULT_ENCODER
+    from vpl.embed.encoders import make_encoder
+    from vpl.embed.precompute import precompute, rank_and_world
+
+    records, _ = load_records(args.data, _fields(args), on_error=args.on_error)
+    rank, world = rank_and_world()
+    r = precompute(records, make_encoder(args.embed_model or DEFAULT_ENCODER,
+                                         progress=not args.quiet),
+                   rank=rank, world=world, chunk=args.chunk)
+    print(f"rank {r.rank}/{r.world}: {r.shard} of {r.texts} texts, {r.embedded} embedded, "
+          f"{r.shard - r.embedded} already cached")
+    return 0
+
+
 def _add_evaluate_and_demo(sub: argparse._SubParsersAction) -> None:
     """`vpl evaluate` and `vpl demo`."""
     e = sub.add_parser("evaluate", help="accuracy of a trained run on a data file")
@@ -322,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_train_command(sub)
+    _add_embed_command(sub)
     _add_evaluate_and_demo(sub)
     _add_bench_command(sub)
     for mod, fn in (("vpl.control.cli", "add_control_commands"),

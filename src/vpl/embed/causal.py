@@ -222,7 +222,7 @@ class CausalLMEncoder(TextEncoder):
     def truncate_left(self, texts: Sequence[str]) -> list[str]:
         """Texts cut to `max_tokens` (less room for the template) from the start."""
         tok = self.tokenizer
-        limit = self.max_length - 32
+        limit = max(self.max_length - 32, self.max_length // 2)  # room for the template
         out = []
         for t in texts:
             ids = tok(t, add_special_tokens=False)["input_ids"]
