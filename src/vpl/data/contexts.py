@@ -115,6 +115,12 @@ def sample_contexts(targets: PairData, target_idx: np.ndarray, pool: PairData, k
     return np.where(pos >= 0, order[np.maximum(base[:, None] + pos, 0)], -1)
 
 
+def batches_per_epoch(data: PairData, *, users_per_batch: int, targets_per_user: int) -> int:
+    """How many batches `training_batches` yields in one epoch over `data`."""
+    groups = sum(-(-len(ix) // targets_per_user) for ix in data.by_user().values())
+    return -(-groups // users_per_batch)
+
+
 def training_batches(data: PairData, *, users_per_batch: int, targets_per_user: int,
                      context_size: int, rng: np.random.Generator,
                      variable_context: bool = True) -> Iterator[ContextBatch]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vpl.data.contexts import training_batches
+from vpl.data.contexts import batches_per_epoch, training_batches
 from vpl.data.pairs import PairData
 from vpl.losses import kl_anneal
 from vpl.models import RewardModel
@@ -70,9 +70,9 @@ class TrainConfig:
     training users instead. 0: never hold users out."""
     selection_min_users: int = 500
     """Fewest training users from which `selection_users` are held out. Below it, a held-out
-    share is too few users to choose on and costs the decoder too much of its data: on Personas
-    (120 training users) holding out 18 of them lost 3 points at K=8 against cross-validation
-    over the training users (docs/results.md)."""
+    share is too few users to choose on and costs the decoder more of its data than the choice
+    gains; cross-validation over the training users chooses instead (the Personas evidence is
+    in docs/results.md)."""
     identity_dropout: float = 0.5
     """Where item vectors carry identity codes (`vpl.embed.identity`): the share of items whose
     code is zeroed in each epoch, so the text path alone learns to score items never seen in
@@ -93,7 +93,7 @@ class TrainResult:
 
 
 def split_selection_users(train: PairData, val: PairData | None, share: float, seed: int,
-                          min_users: int = 500
+                          min_users: int = TrainConfig.selection_min_users
                           ) -> tuple[PairData, PairData | None, PairData | None]:
     """(training pairs, validation pairs, pairs of the held-out selection users): a seeded
     random `share` of the users of `train` (none below `min_users` users), their validation
@@ -177,8 +177,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
     validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
     best_state, best_acc, stale = None, -1.0, 0
-    n_batches = -(-sum(-(-len(ix) // cfg.targets_per_user) for ix in train.by_user().values())
-                  // cfg.users_per_batch)
+    n_batches = batches_per_epoch(train, users_per_batch=cfg.users_per_batch,
+                                  targets_per_user=cfg.targets_per_user)
     total = max(1, cfg.epochs * n_batches)
     step, pairs_seen, t0, train_seconds = 0, 0, time.perf_counter(), 0.0
     bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not progress, leave=False)
