@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vpl.data.contexts import training_batches
+from vpl.data.contexts import batches_per_epoch, training_batches
 from vpl.data.pairs import ContextBatch, PairData
 from vpl.embed.causal import CausalLMEncoder
 from vpl.embed.encoder import item_vectors
@@ -133,8 +133,8 @@ def finetune(model: RewardModel, encoder: CausalLMEncoder, pairs: Sequence[tuple
         lora.bf16 and str(dev).startswith("cuda")) else torch.autocast("cpu", enabled=False)
     out: dict[str, float] = {}
     t0 = time.perf_counter()
-    steps_per_epoch = -(-len(train.by_user()) * 2 // lora.users_per_batch)
-    total = max(1, lora.epochs * steps_per_epoch)
+    total = max(1, lora.epochs * batches_per_epoch(train, users_per_batch=lora.users_per_batch,
+                                                   targets_per_user=cfg.targets_per_user))
     step = 0
     for epoch in range(lora.epochs):
         model.bind(train)
