@@ -279,15 +279,24 @@ def index_comparisons(records: Sequence[Comparison], *, users: list[str] | None 
 def item_vectors(pairs: Sequence[tuple[str, str]], encoder: TextEncoder) -> np.ndarray:
     """(N, 2E) vectors of (prompt, response) items: the prompt's embedding (its end kept when it
     is too long; zeros without a prompt) beside the response's, as every model is trained on."""
-    prompts = sorted({p for p, _ in pairs})
-    p_vec = dict(zip(prompts, encoder.encode(encoder.truncate_left(prompts)), strict=True)) \
-        if any(prompts) else {}
-    r_vec = encoder.encode([resp for _, resp in pairs])
+    prompts, cut, responses = item_texts(pairs, encoder)
+    p_vec = dict(zip(prompts, encoder.encode(cut), strict=True)) if cut else {}
+    r_vec = encoder.encode(responses)
     if not len(pairs):
         return np.zeros((0, 0), dtype=np.float32)
     zero = np.zeros(r_vec.shape[1], dtype=np.float32)
     return np.stack([np.concatenate([p_vec.get(p, zero) if p else zero, rv])
                      for (p, _), rv in zip(pairs, r_vec, strict=True)])
+
+
+def item_texts(pairs: Sequence[tuple[str, str]], encoder: TextEncoder
+               ) -> tuple[list[str], list[str], list[str]]:
+    """What `item_vectors` encodes for these items: (the distinct prompts, sorted; the texts
+    embedded for them, cut from the left to the encoder's limit, none when no item has a
+    prompt; each item's response)."""
+    prompts = sorted({p for p, _ in pairs})
+    cut = encoder.truncate_left(prompts) if any(prompts) else []
+    return prompts, cut, [resp for _, resp in pairs]
 
 
 def hash_text(text: str) -> int:

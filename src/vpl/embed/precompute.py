@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from vpl.data.schema import Comparison
 from vpl.embed.cache import text_key
-from vpl.embed.encoder import TextEncoder, split_response
+from vpl.embed.encoder import TextEncoder, index_comparisons, item_texts
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,11 @@ class PrecomputeReport:
 
 
 def texts_to_embed(records: Sequence[Comparison], encoder: TextEncoder) -> list[str]:
-    """The distinct texts training embeds for these comparisons, in a fixed (sorted) order."""
-    prompts, responses = set(), set()
-    for r in records:
-        p, c, j = split_response(r.prompt, r.chosen, r.rejected)
-        if p:
-            prompts.add(p)
-        responses.update((c, j))
-    cut = encoder.truncate_left(sorted(prompts)) if prompts else []
-    return sorted(set(cut) | responses)
+    """The distinct texts training embeds for these comparisons (`item_texts` of their items),
+    in a fixed (sorted) order."""
+    pairs, _ = index_comparisons(records)
+    _, cut, responses = item_texts(pairs, encoder)
+    return sorted(set(cut) | set(responses))
 
 
 def rank_and_world() -> tuple[int, int]:
