@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vpl.data.io import atomic_write_text
 from vpl.data.personas import generate_personas
 from vpl.embed.cache import EmbeddingCache
 from vpl.embed.causal import CausalLMEncoder
@@ -86,11 +87,7 @@ def main() -> None:
         lines.append(f"| {name} | {sec:.2f} | {n / sec:.1f} | {plain / sec:.2f}x |")
     lines += ["", f"Cached re-run: {cold / cached:.0f}x faster than the cold run."]
     text = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(text)
-    tmp_out.replace(out)
+    atomic_write_text(args.out, text)
     print(text)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vpl.data.io import write_jsonl
+from vpl.data.io import atomic_write_text, write_jsonl
 from vpl.data.textusers import choose, make_users, standardized
 from vpl.embed.cache import default_cache_path
 from vpl.experiments.report import git_commit
@@ -87,7 +87,7 @@ def generate(path: Path, max_new_tokens: int) -> dict[str, list[str]]:
                                        seed=i)
         print(f"generated {i + 1}/{len(PROMPTS)} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
-    path.write_text(json.dumps(out, indent=1))
+    atomic_write_text(path, json.dumps(out, indent=1))
     return out
 
 
@@ -187,9 +187,7 @@ def main() -> None:
                      f"{cell(f'vpl@{n}')} | {cell(f'oracle@{n}')} | {wins:.0%} | "
                      f"{closed:.0%} |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    atomic_write_text(args.out, text)
     print(text)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vpl.data.io import atomic_write_text
 from vpl.data.split import make_split
 from vpl.embed.causal import CausalLMEncoder
 from vpl.embed.encoder import index_comparisons
@@ -111,10 +112,8 @@ def main() -> None:
                          f"{' / '.join(f'{a:.3f}' for a in accs)} | {np.mean(accs):.3f} | "
                          f"{np.mean([r['seconds'] for r in rs]):.0f} |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
+    atomic_write_text(args.out, text)
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(rows, indent=1))
     print(text)
 
 

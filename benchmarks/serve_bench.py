@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from vpl.data.io import load_records, write_jsonl
+from vpl.data.io import atomic_write_text, load_records, write_jsonl
 from vpl.data.pets import generate_pets
 from vpl.experiments.report import git_commit
 from vpl.experiments.runs import train_run
@@ -275,11 +275,7 @@ def main() -> None:
                                 server_flags(args)) for name, db in dbs.items()}
         print(crashes, flush=True)
     text = report(args, score, loads, crashes)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_write_text(args.out, text)
     print(text)
 
 
