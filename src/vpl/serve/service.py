@@ -12,7 +12,7 @@ import numpy as np
 from vpl.data.io import row_iterator
 from vpl.data.schema import DataError
 from vpl.serve.scorer import Belief, RunScorer
-from vpl.serve.store import Store
+from vpl.serve.store import Store, StoredAnswers
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,9 @@ class Service:
         cached = self.scorer.cached(user_id, self.store.version(key_id, user_id))
         if cached is not None:  # the texts are read only when the answers changed
             return cached
-        ans = self.store.answers(key_id, user_id)
+        return self._belief_of(user_id, self.store.answers(key_id, user_id))
+
+    def _belief_of(self, user_id: str, ans: StoredAnswers) -> Belief:
         return self.scorer.belief(user_id, ans.version, ans.prompts, ans.chosen, ans.rejected)
 
     def latent(self, key_id: int, user_id: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -126,16 +128,16 @@ class Service:
             return 0.0
         return float(np.clip(1.0 - (std[ok] / prior_std[ok]).mean(), 0.0, 1.0))
 
-    def _unanswered(self, key_id: int, user_id: str) -> list[int]:
-        ans = self.store.answers(key_id, user_id)
+    def _unanswered(self, ans: StoredAnswers) -> list[int]:
         done = {(p, *sorted((c, r))) for p, c, r in zip(ans.prompts, ans.chosen, ans.rejected,
                                                         strict=True)}
         return [i for i, q in enumerate(self.pool) if (q.prompt, *sorted((q.a, q.b))) not in done]
 
     def pool_next(self, key_id: int, user_id: str) -> dict:
         """The next pool pair for the user by info gain, with their progress."""
-        left = self._unanswered(key_id, user_id)
-        belief = self.belief(key_id, user_id)
+        ans = self.store.answers(key_id, user_id)  # read once for both
+        left = self._unanswered(ans)
+        belief = self._belief_of(user_id, ans)
         base = {"n_answers": belief.n_answers, "remaining": len(left),
                 "certainty": self.certainty(belief)}
         if not left:
