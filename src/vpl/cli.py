@@ -139,6 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                   test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                   on_error=args.on_error, embed_model=args.embed_model,
                   item_dim=args.item_dim, progress=not args.quiet)
+    if "rank" in m:  # a process other than rank 0 of a distributed run: rank 0 reports
+        return 0
     print(f"{args.model}: K={m['context_size']}  seen-users held-out accuracy "
           f"{_fmt(m.get('accuracy_seen_users'))}  unseen-users accuracy "
           f"{_fmt(m.get('accuracy_unseen_users'))}  ({m['train_seconds']:.1f}s training)")
@@ -284,9 +286,10 @@ def _add_embed_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from vpl.data.io import load_records
+    from vpl.distributed import rank_and_world
     from vpl.embed import DEFAULT_ENCODER
     from vpl.embed.encoders import make_encoder
-    from vpl.embed.precompute import precompute, rank_and_world
+    from vpl.embed.precompute import precompute
 
     records, _ = load_records(args.data, _fields(args), on_error=args.on_error)
     rank, world = rank_and_world()

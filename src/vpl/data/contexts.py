@@ -115,20 +115,28 @@ def sample_contexts(targets: PairData, target_idx: np.ndarray, pool: PairData, k
     return np.where(pos >= 0, order[np.maximum(base[:, None] + pos, 0)], -1)
 
 
-def batches_per_epoch(data: PairData, *, users_per_batch: int, targets_per_user: int) -> int:
-    """How many batches `training_batches` yields in one epoch over `data`."""
-    groups = sum(-(-len(ix) // targets_per_user) for ix in data.by_user().values())
-    return -(-groups // users_per_batch)
+def batches_per_epoch(data: PairData, *, users_per_batch: int, targets_per_user: int,
+                      world: int = 1) -> int:
+    """How many batches `training_batches` yields in one epoch over `data` (to each of `world`
+    processes)."""
+    count = np.bincount(data.user, minlength=len(data.users))
+    groups = int((-(-count // targets_per_user)).sum())
+    return -(-groups // (users_per_batch * world))
 
 
 def training_batches(data: PairData, *, users_per_batch: int, targets_per_user: int,
                      context_size: int, rng: np.random.Generator,
-                     variable_context: bool = True) -> Iterator[ContextBatch]:
+                     variable_context: bool = True, shard: tuple[int, int] = (0, 1)
+                     ) -> Iterator[ContextBatch]:
     """One epoch of training batches: every pair is a target once, grouped by user.
 
     Each group's context is drawn from the user's *other* pairs (never its targets). With
     `variable_context`, half the groups get a context size drawn uniformly from 0..K, so the
     model learns to work with any number of comparisons.
+
+    `shard` (rank, world): each step's `world` batches are dealt out to `world` processes,
+    which pass the same `rng` state and get `batches_per_epoch(world=world)` batches each
+    (the last step padded with the epoch's first groups, as torch's DistributedSampler pads).
     """
     t = targets_per_user
     _, start, count = _user_blocks(data)
@@ -152,8 +160,12 @@ def training_batches(data: PairData, *, users_per_batch: int, targets_per_user: 
     tgt = np.where(cols < g_len[:, None],
                    order[np.minimum(base + g_start[:, None] + cols, len(order) - 1)], -1)
     perm = rng.permutation(len(g_user))
-    for s in range(0, len(perm), users_per_batch):
-        rows = perm[s : s + users_per_batch]
+    rank, world = shard
+    step = users_per_batch * world
+    if world > 1 and len(perm) % step:
+        perm = np.resize(perm, -(-len(perm) // step) * step)  # wraps around
+    for s in range(0, len(perm), step):
+        rows = perm[s : s + step][rank::world]
         yield build_batch(data, tgt[rows], data, ctx[rows])
 
 

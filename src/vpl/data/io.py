@@ -11,6 +11,7 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -126,8 +127,11 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, Any]]:
 def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    yield from enumerate(table.to_pylist(), start=1)
+    line = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):  # streamed, not loaded
+        for row in batch.to_pylist():
+            line += 1
+            yield line, row
 
 
 def _iter_hf(path: Path, split: str | None) -> Iterator[tuple[int, Any]]:
@@ -251,6 +255,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished temporary directory into place, keeping the old one until done."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Comparison | Mapping[str, Any]]) -> int:

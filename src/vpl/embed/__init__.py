@@ -1,4 +1,5 @@
-"""Text -> vectors through a frozen sentence encoder, with a disk cache."""
+"""Text -> vectors through a frozen sentence encoder (PyTorch, or ONNX Runtime with int8
+weights), with a disk cache."""
 
 from vpl.embed.cache import EmbeddingCache, default_cache_path
 from vpl.embed.encoder import (
@@ -12,6 +13,7 @@ from vpl.embed.encoder import (
 )
 from vpl.embed.offline import offline_defaults
 from vpl.embed.projection import Projection, fit_pca
+from vpl.embed.quantized import OnnxEncoder
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -19,6 +21,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "LAYERS_SUFFIX",
     "EmbeddingCache",
+    "OnnxEncoder",
     "Projection",
     "SentenceEncoder",
     "default_cache_path",

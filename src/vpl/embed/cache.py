@@ -4,16 +4,48 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
+def cache_root() -> Path:
+    """`$VPL_CACHE_DIR`, by default ~/.cache/vpl."""
+    return Path(os.environ.get("VPL_CACHE_DIR") or Path.home() / ".cache" / "vpl")
+
+
 def default_cache_path() -> Path:
     """`$VPL_CACHE_DIR/embeddings.sqlite`, by default under ~/.cache/vpl."""
-    root = os.environ.get("VPL_CACHE_DIR") or Path.home() / ".cache" / "vpl"
-    return Path(root) / "embeddings.sqlite"
+    return cache_root() / "embeddings.sqlite"
+
+
+def models_dir() -> Path:
+    """Where models converted on first use are kept (`$VPL_CACHE_DIR/models`)."""
+    return cache_root() / "models"
+
+
+@contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """An empty temporary folder beside `out` to write a model folder into: renamed to `out` when
+    the block succeeds (dropped if another process made `out` meanwhile), removed when it fails,
+    so `out` never holds a half-written model."""
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(out)
+    except OSError:  # another process made it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def text_key(model_id: str, text: str) -> str:
@@ -30,8 +62,21 @@ class EmbeddingCache:
         # check_same_thread=False: a server shares one cache between its request threads
         # (sqlite3 serializes calls on one connection)
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+        self._setup()
+
+    def _setup(self, attempts: int = 100) -> None:
+        """WAL mode and the table. Several processes opening a new cache at once (the ranks of
+        a distributed run) can find it locked while one switches the journal mode, which
+        SQLite reports at once rather than waiting: retried for up to ~10 s."""
+        for i in range(attempts):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or i == attempts - 1:
+                    raise
+                time.sleep(0.1)
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Vectors for the keys that are cached."""

@@ -18,14 +18,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from vpl.embed.cache import EmbeddingCache, default_cache_path
+from vpl.embed.cache import EmbeddingCache, building, models_dir
 from vpl.embed.encoder import TextEncoder, in_batches
 from vpl.embed.offline import offline_defaults
 
@@ -102,7 +100,7 @@ def converted_dir(gguf: Path, root: Path | None = None) -> Path:
     """A `transformers` model folder converted from a GGUF file, made on first use under the
     cache folder (written to a temporary folder and renamed, so an interrupted conversion
     leaves nothing half-written)."""
-    root = root if root is not None else default_cache_path().parent / "models"
+    root = root if root is not None else models_dir()
     out = root / f"{gguf.stem}-{_file_digest(gguf)}"
     if (out / "config.json").exists():
         return out
@@ -110,8 +108,6 @@ def converted_dir(gguf: Path, root: Path | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to a model folder (once): %s", gguf.name, out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # transformers dequantizes GGUF weights on load but marks the model as quantized, which it
@@ -121,12 +117,9 @@ def converted_dir(gguf: Path, root: Path | None = None) -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
-    tok.save_pretrained(tmp)
-    model.save_pretrained(tmp)
-    try:
-        tmp.rename(out)
-    except OSError:  # another process converted it meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
+    with building(out) as tmp:
+        tok.save_pretrained(tmp)
+        model.save_pretrained(tmp)
     return out
 
 

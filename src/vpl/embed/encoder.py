@@ -139,13 +139,18 @@ class SentenceEncoder(TextEncoder):
         return self._model
 
     @property
+    def tokenizer(self):
+        """The model's tokenizer."""
+        return self.model.tokenizer
+
+    @property
     def max_tokens(self) -> int:
         """The encoder's input length limit in tokens."""
         return int(self.model.max_seq_length)
 
     def truncate_left(self, texts: Sequence[str]) -> list[str]:
         """Texts cut to the encoder's token limit by dropping tokens from the start."""
-        tok = self.model.tokenizer
+        tok = self.tokenizer
         limit = self.max_tokens - 2  # room for [CLS] and [SEP]
         out = []
         for t in texts:
@@ -184,26 +189,40 @@ def in_batches(texts: Sequence[str], batch_size: int, embed: Callable[[list[str]
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
+def hidden_model(model):  # noqa: ANN001, ANN201 (a SentenceTransformer; a transformers model)
+    """The Hugging Face encoder (`auto_model`) that the first module of a sentence-transformers
+    model wraps, which `layers` pooling reads every hidden state of."""
+    first = model[0]
+    if not hasattr(first, "auto_model"):
+        raise ValueError(f"{LAYERS_SUFFIX} pooling needs a transformer first module, got "
+                         f"{type(first).__name__}")
+    return first.auto_model
+
+
+def pool_layers(states, mask):  # noqa: ANN001, ANN201 (torch tensors)
+    """(B, (1 + L) x H) `layers` pooling (see LAYERS_SUFFIX) of the hidden states (1 + L) x
+    (B, T, H) of a batch under its attention mask (B, T)."""
+    import torch
+
+    mask = mask.unsqueeze(-1).to(states[0].dtype)  # (B, T, 1)
+    pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp_min(1) for h in states],
+                         1)  # (B, 1 + L, H)
+    pooled = torch.nn.functional.normalize(pooled, dim=-1) / len(states) ** 0.5
+    return pooled.flatten(1)
+
+
 def _layer_pooled(model, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
     """`layers` pooling (see LAYERS_SUFFIX) with a sentence-transformers model whose first
     module wraps a Hugging Face encoder (`auto_model`) and its tokenizer."""
     import torch
 
-    first = model[0]
-    if not hasattr(first, "auto_model"):
-        raise ValueError(f"{LAYERS_SUFFIX} pooling needs a transformer first module, got "
-                         f"{type(first).__name__}")
-    hf, tok = first.auto_model, model.tokenizer
+    hf, tok = hidden_model(model), model.tokenizer
 
     def embed(batch_texts: list[str]) -> np.ndarray:
         batch = tok(batch_texts, padding=True, truncation=True, max_length=model.max_seq_length,
                     return_tensors="pt").to(hf.device)
         states = hf(**batch, output_hidden_states=True).hidden_states  # (1 + L) x (B, T, H)
-        mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
-        pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp_min(1) for h in states],
-                             1)  # (B, 1 + L, H)
-        pooled = torch.nn.functional.normalize(pooled, dim=-1) / len(states) ** 0.5
-        return pooled.flatten(1).float().cpu().numpy()
+        return pool_layers(states, batch["attention_mask"]).float().cpu().numpy()
 
     with torch.inference_mode():
         return in_batches(texts, batch_size, embed, desc="embedding (layers)",

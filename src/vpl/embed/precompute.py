@@ -11,7 +11,6 @@ since the shards are disjoint.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,11 +39,6 @@ def texts_to_embed(records: Sequence[Comparison], encoder: TextEncoder) -> list[
     pairs, _ = index_comparisons(records)
     _, cut, responses = item_texts(pairs, encoder)
     return sorted(set(cut) | set(responses))
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (`torchrun` sets RANK, WORLD_SIZE)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def precompute(records: Sequence[Comparison], encoder: TextEncoder, *, rank: int = 0,

@@ -162,7 +162,7 @@ def _hh_records(path: Path, seed: int) -> tuple[list[Comparison], list[Compariso
     return train_all, held_apart
 
 
-def _generated_records(spec: BenchData, seed: int) -> tuple[list[Comparison], list[Comparison]]:
+def generated_records(spec: BenchData, seed: int) -> tuple[list[Comparison], list[Comparison]]:
     """Pets or Personas: (training file, test file of unseen users) as records."""
     if spec.kind == "pets":
         from vpl.data.pets import generate_pets as gen
@@ -222,7 +222,7 @@ def prepare(spec: BenchData, *, seed: int = 0, progress: bool = True,
     """Generate or load, embed and split one dataset (None: its files are absent).
     `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`)."""
     if spec.kind in ("pets", "personas"):
-        train_all, test_rec = _generated_records(spec, seed)
+        train_all, test_rec = generated_records(spec, seed)
     elif spec.kind in ("comparisons", "ratings"):
         root = data_dir()
         found = _real_records(spec, root, seed) if root is not None else None

@@ -21,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from vpl import distributed
 from vpl.checkpoint import save_model
-from vpl.data.io import FieldMap, atomic_write_text, load_records
+from vpl.data.io import FieldMap, atomic_write_text, load_records, replace_dir
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.data.split import Split, make_split
 from vpl.embed import DEFAULT_ENCODER, DEFAULT_ITEM_DIM
 from vpl.embed.causal import LORA_MARK
 from vpl.embed.identity import IDENTITY
+from vpl.embed.precompute import precompute
 from vpl.embed.projection import PROJECTION
 from vpl.evaluate import evaluate_pairs, latent_diagnostics
 from vpl.experiments.prepare import Embedded, embed_parts, get_encoder, pick
@@ -50,17 +52,6 @@ def few_shot_curve(model: RewardModel, targets: PairData, pool: PairData | None 
         s = evaluate_pairs(model, targets, pool, context_size=k, seed=seed)
         out[str(k)] = {"accuracy": s.accuracy, "accuracy_item_disjoint": s.accuracy_item_disjoint}
     return out
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a finished temporary run directory into place, keeping the old one until done."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def run_metrics(model: RewardModel, train: PairData, val: PairData, test: PairData,
@@ -105,7 +96,7 @@ def _write_run_dir(final: Path, model: RewardModel, emb: Embedded, split: Split,
         split.save(tmp / "split.json")
         atomic_write_text(tmp / "run.json", json.dumps(run, indent=2))
         atomic_write_text(tmp / "metrics.json", json.dumps(metrics, indent=2))
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -127,7 +118,9 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     the adapters and names them in its `embed_model`.
 
     Files are written to a temporary directory and moved into place only when the run
-    succeeded, so a failed run leaves an earlier run at `out` intact.
+    succeeded, so a failed run leaves an earlier run at `out` intact. Under a launcher
+    (`vpl.distributed`) the processes share embedding and training; rank 0 alone evaluates
+    and writes the run, and the others return {"model", "rank"}.
     """
     cfg = train_config or TrainConfig()
     fields = fields or FieldMap()
@@ -140,9 +133,13 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
                      strict=True))
     registry_name, options = resolve(model_name, **(model_options or {}))
     adapters = None
+    rank, world = distributed.setup()
     if lora is None:
-        emb = embed_parts([records], parts, get_encoder(embed_model, progress=progress),
-                          item_dim, identity=identity)
+        encoder = get_encoder(embed_model, progress=progress)
+        if world > 1 and encoder.cache is not None:  # each process embeds a share, once
+            precompute(records, encoder, rank=rank, world=world)
+            distributed.barrier()
+        emb = embed_parts([records], parts, encoder, item_dim, identity=identity)
         train, val = emb.parts["train"], emb.parts["val"]
         t_embed = time.perf_counter() - t0
         seed_everything(cfg.seed)
@@ -156,6 +153,9 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
         embed_model = f"{embed_model}{LORA_MARK}{Path(out).resolve() / ADAPTERS}"
     (pairs,), projection = emb.blocks, emb.projection
     train, val, test = emb.parts["train"], emb.parts["val"], emb.parts["test"]
+    if not distributed.is_main():  # rank 0 evaluates and writes the run
+        distributed.finish()
+        return {"model": model_name, "rank": rank}
     k = cfg.context_size
     metrics: dict[str, Any] = {
         "model": model_name,
@@ -186,6 +186,7 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
         "heldout_pairs": heldout_pairs,
     }
     _write_run_dir(Path(out), model, emb, split, run, metrics, extra=adapters)
+    distributed.finish()
     return metrics
 
 

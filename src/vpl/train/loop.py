@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vpl import distributed
 from vpl.data.contexts import batches_per_epoch, training_batches
 from vpl.data.pairs import PairData
 from vpl.losses import kl_anneal
@@ -129,8 +130,13 @@ def fit(model: RewardModel, train: PairData, val: PairData | None = None,
     `selects_on_users(model)` is true),
     `TrainConfig.selection_users` of the users are kept out of training for it.
     `logger` receives every epoch's metrics (default: none).
+
+    Under a launcher (`torchrun`, `accelerate launch`) the processes train together
+    (`vpl.distributed`): each builds its share of every step's batches, `users_per_batch`
+    groups per process, and gradients are averaged.
     """
     cfg = config or TrainConfig()
+    distributed.setup()
     threads_before = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -157,13 +163,27 @@ def _drop_identity(data: PairData, share: float, rng: np.random.Generator) -> Pa
 
 def _validator(model: RewardModel, val: PairData | None, train: PairData, cfg: TrainConfig
                ) -> Callable[[], float] | None:
-    """Accuracy on `val` with contexts from `train` (the same contexts every call)."""
+    """Accuracy on `val` with contexts from `train` (the same contexts every call). With
+    several processes each scores a share of the validation users and the counts are summed."""
     from vpl.evaluate import evaluate_pairs  # evaluate imports models; keep train importable
 
     if val is None or not len(val):
         return None
-    return lambda: evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
-                                  seed=cfg.seed, device=cfg.device).accuracy
+    if not distributed.active():
+        return lambda: evaluate_pairs(model, val, pool=train, context_size=cfg.context_size,
+                                      seed=cfg.seed, device=cfg.device).accuracy
+    users = np.unique(val.user)
+    mine = val.subset(np.flatnonzero(np.isin(val.user, users[distributed.my_slice(len(users))])))
+
+    def validate() -> float:
+        right = 0.0
+        if len(mine):
+            right = float(evaluate_pairs(model, mine, pool=train, context_size=cfg.context_size,
+                                         seed=cfg.seed, device=cfg.device).correct.sum())
+        right, n = distributed.sum_across([right, len(mine)])
+        return right / n
+
+    return validate
 
 
 def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairData | None,
@@ -177,8 +197,10 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
     validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
     best_state, best_acc, stale = None, -1.0, 0
+    shard = distributed.shard()
+    distributed.broadcast_state(model)
     n_batches = batches_per_epoch(train, users_per_batch=cfg.users_per_batch,
-                                  targets_per_user=cfg.targets_per_user)
+                                  targets_per_user=cfg.targets_per_user, world=shard[1])
     total = max(1, cfg.epochs * n_batches)
     step, pairs_seen, t0, train_seconds = 0, 0, time.perf_counter(), 0.0
     bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not progress, leave=False)
@@ -194,11 +216,12 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
                                       users_per_batch=cfg.users_per_batch,
                                       targets_per_user=cfg.targets_per_user,
                                       context_size=cfg.context_size, rng=rng,
-                                      variable_context=cfg.variable_context):
+                                      variable_context=cfg.variable_context, shard=shard):
             batch = batch.to(cfg.device)
             out = model.loss(batch, kl_weight=kl_anneal(cfg.kl_schedule, step / total))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
+            distributed.average_gradients(model.parameters())
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -209,6 +232,9 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
         train_seconds += time.perf_counter() - t_epoch
+        keys = sorted(sums)  # every process has the same keys and number of batches
+        sums = dict(zip(keys, distributed.sum_across([sums[k] for k in keys]), strict=True))
+        nb *= shard[1]
         row = {"epoch": epoch, **{k: v / max(nb, 1) for k, v in sums.items()}}
         if validate is not None:
             acc = row["val_accuracy"] = validate()
@@ -227,12 +253,14 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    for cb in callbacks:
+    for cb in callbacks:  # every process runs them alike (VPL's bank is filled in shares)
         result.after_fit.update(cb.on_fit_end(model, train, cfg, validate, held))
+    distributed.broadcast_state(model)  # rank 0's result, should the processes differ
     if result.after_fit:
         logger.log_metrics(result.after_fit, step=len(result.history))
     model.eval()
     result.seconds = time.perf_counter() - t0
-    result.pairs_per_second = pairs_seen / max(train_seconds, 1e-9)  # optimizer steps only
+    # optimizer steps only, of all processes
+    result.pairs_per_second = distributed.sum_across([pairs_seen])[0] / max(train_seconds, 1e-9)
     result.best_val_accuracy = best_acc if val is not None and len(val) else float("nan")
     return result

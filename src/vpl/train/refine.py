@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from vpl import distributed
 from vpl.data.contexts import sample_user_contexts
 from vpl.data.pairs import PairData, build_batch
 from vpl.losses import bradley_terry_nll
@@ -49,13 +50,14 @@ def fill_bank(model: VPL, data: PairData, context_size: int, seed: int = 0, chun
                                width=max(context_size, 1))  # (rows, K)
     was = model.training
     model.eval()
-    means = []
-    for s in range(0, len(ctx), chunk):
-        batch = build_batch(data, ctx[s : s + chunk, :1], data, ctx[s : s + chunk])
+    dev = model.to_posterior.weight.device
+    means = [torch.zeros(0, model.latent_dim, device=dev)]
+    mine = ctx[distributed.my_slice(len(ctx))]  # each process encodes a share of the users
+    for s in range(0, len(mine), chunk):
+        batch = build_batch(data, mine[s : s + chunk, :1], data, mine[s : s + chunk])
         means.append(model.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask).mean)
     model.train(was)
-    dev = model.to_posterior.weight.device
-    model.bank.latents = (torch.cat(means) if means else torch.zeros(0, model.latent_dim)).to(dev)
+    model.bank.latents = distributed.gather_rows(torch.cat(means).to(dev))
     model.bank.owners = np.repeat(users, reps)
     return len(model.bank)
 

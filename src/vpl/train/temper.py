@@ -40,15 +40,25 @@ EFFECT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """Item-effect strengths (prior variances) tried."""
 
 
+MAX_HELD_OUT = 2000
+"""Most held-out users a setting is scored on (a random subset of more): enough to tell the
+settings apart, and the cost of choosing stays bounded however many users there are."""
+
+
 class HeldOutUsers:
     """Users to score settings on: the pairs of users held out of training (one group), or
     folds of training users, each scored with its own latents hidden from the bank."""
 
     def __init__(self, model: torch.nn.Module, bank: LatentBank | None, train: PairData, *,
                  held_out: PairData | None = None, folds: int = 3, users_per_fold: int = 100,
-                 ks: Sequence[int] = (2, 8), seed: int = 0) -> None:
+                 max_held_out: int = MAX_HELD_OUT, ks: Sequence[int] = (2, 8), seed: int = 0
+                 ) -> None:
         self.model, self.bank, self.ks, self.seed = model, bank, tuple(ks), seed
         if held_out is not None:
+            users = np.unique(held_out.user)
+            if len(users) > max_held_out:  # a seeded random subset bounds the cost at scale
+                keep = np.random.default_rng(seed).choice(users, max_held_out, replace=False)
+                held_out = held_out.subset(np.flatnonzero(np.isin(held_out.user, keep)))
             self.folds, self.data = [np.array([], dtype=np.int64)], [held_out]
             return
         users = np.unique(train.user)

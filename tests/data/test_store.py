@@ -1,0 +1,101 @@
+"""The memory-mapped store: built from files a chunk at a time, the same comparisons and vectors
+as embedding them in memory, nothing left by an interrupted build, and training reads it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import FakeEncoder
+from vpl.data.io import DataError, load_records, write_jsonl
+from vpl.data.pets import generate_pets
+from vpl.data.store import build_store, open_store, write_arrays
+from vpl.embed.encoder import embed_comparisons
+from vpl.evaluate import evaluate_pairs
+from vpl.models import build_for
+from vpl.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def pets_file(tmp_path_factory):
+    train, _ = generate_pets("controversial", seed=0, users_per_type=6, test_users_per_type=0,
+                             pairs_per_user=12)
+    path = tmp_path_factory.mktemp("store") / "pairs.jsonl"
+    write_jsonl(path, train)
+    return path
+
+
+def _as_text(data, i):
+    """(user name, chosen vector, rejected vector) of pair i."""
+    return (data.users[data.user[i]], data.items[data.chosen[i]].tobytes(),
+            data.items[data.rejected[i]].tobytes())
+
+
+def test_store_holds_what_embedding_in_memory_gives(pets_file, tmp_path):
+    enc = FakeEncoder()
+    store = open_store(build_store(pets_file, tmp_path / "s", enc, chunk=17, progress=False))
+    records, _ = load_records(pets_file)
+    mem = embed_comparisons(records, FakeEncoder())
+    assert isinstance(store.items.base, np.memmap)  # read from disk, not loaded
+    assert len(store) == len(mem) and store.items.shape == mem.items.shape
+    assert sorted(_as_text(store, i) for i in range(len(store))) == sorted(
+        _as_text(mem, i) for i in range(len(mem)))
+    # each distinct item embedded once, in chunks of the stream
+    assert sum(len(c) for c in enc.calls) <= 2 * len(mem.items)
+    meta = json.loads((tmp_path / "s" / "store.json").read_text())
+    assert meta["pairs"] == len(records) and meta["items"] == len(mem.items)
+
+
+def test_an_interrupted_build_leaves_the_previous_store(pets_file, tmp_path):
+    out = tmp_path / "s"
+    build_store(pets_file, out, FakeEncoder(), progress=False)
+    before = (out / "chosen.i64").read_bytes()
+
+    class Failing(FakeEncoder):
+        def encode(self, texts):
+            if len(self.calls) >= 3:
+                raise KeyboardInterrupt
+            return super().encode(texts)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_store(pets_file, out, Failing(), chunk=10, progress=False)
+    assert (out / "chosen.i64").read_bytes() == before
+    assert len(open_store(out)) > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no temporary directory left
+
+
+def test_bad_rows_and_damaged_stores_are_named(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"user_id": "a", "prompt": "p", "chosen": "x", "rejected": "y"}\n'
+                   '{"user_id": "a", "prompt": "p", "chosen": "x"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field .rejected."):
+        build_store(bad, tmp_path / "s", FakeEncoder(), progress=False)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(FileNotFoundError, match="not a vpl store"):
+        open_store(tmp_path)
+    rng = np.random.default_rng(0)
+    out = write_arrays(tmp_path / "t", rng.integers(0, 3, 20), rng.integers(0, 9, 20),
+                       rng.integers(0, 9, 20), ["a", "b", "c"], [rng.normal(size=(9, 4))])
+    with open(out / "chosen.i64", "r+b") as fh:
+        fh.truncate(8)
+    with pytest.raises(ValueError, match="chosen.i64: 8 bytes"):
+        open_store(out)
+
+
+def test_training_and_evaluation_read_a_store(tmp_path):
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 6))
+    items = rng.normal(size=(300, 6)).astype(np.float32)
+    user = np.repeat(np.arange(40), 30)
+    a, b = rng.integers(0, 300, len(user)), rng.integers(0, 300, len(user))
+    better = np.einsum("pd,pd->p", items[a] - items[b], w[user % 2]) > 0
+    chosen, rejected = np.where(better, a, b), np.where(better, b, a)
+    store = open_store(write_arrays(tmp_path / "s", user, chosen, rejected,
+                                    [f"u{i}" for i in range(40)],
+                                    (items[s : s + 64] for s in range(0, 300, 64))))
+    np.testing.assert_array_equal(store.items, items)
+    model = build_for("vpl", store)
+    fit(model, store, None, TrainConfig(epochs=3), progress=False)
+    assert evaluate_pairs(model, store, context_size=8).accuracy > 0.6
