@@ -254,8 +254,10 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--heldout-pairs", type=float, default=0.2,
                    help="fraction of each seen user's pairs held out")
     t.add_argument("--embed-model", default=None,
-                   help="sentence-transformers model path or name; append #layers for "
-                        "layer-pooled vectors (default: bundled:all-MiniLM-L6-v2#layers)")
+                   help="text encoder: minilm (default: bundled:all-MiniLM-L6-v2#layers), a "
+                        "sentence-transformers folder (#layers: layer pooling), smollm2 or "
+                        "causal:PATH (#last|#mean, @LAYER); +onnx-int8 runs a sentence encoder "
+                        "in ONNX Runtime with int8 weights")
     _add_item_dim(t)
     _add_identity(t)
     t.add_argument("--finetune", choices=("off", "lora"), default="off",
@@ -336,9 +338,7 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
                    help="relabeled HH-RLHF directory (default: $VPL_DATA_DIR/relabeled_hh_rlhf; "
                         "skipped when absent)")
     b.add_argument("--embed-model", default=None,
-                   help="sentence encoder: a local sentence-transformers directory or the bundled "
-                        "default; append #layers for layer-pooled vectors (default: "
-                        "bundled:all-MiniLM-L6-v2#layers)")
+                   help="text encoder, as for vpl train")
     _add_item_dim(b)
     _add_identity(b)
     b.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -39,7 +39,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     users_per_batch: int = 8
-    """Target groups (each from one user) per batch."""
+    """Target groups (each from one user) per batch, per process under a launcher
+    (`vpl.distributed`): N processes make N times larger steps."""
     targets_per_user: int = 8
     """Target pairs scored per group; they share one context."""
     context_size: int = 8
