@@ -91,6 +91,21 @@ def cmd_data_from_ratings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_store(args: argparse.Namespace) -> int:
+    from vpl.data.store import build_store, store_info
+    from vpl.embed import DEFAULT_ENCODER
+    from vpl.embed.encoders import make_encoder
+
+    name = args.embed_model or DEFAULT_ENCODER
+    out = build_store(args.data, args.out, make_encoder(name, progress=not args.quiet),
+                      fields=_fields(args), chunk=args.chunk, progress=not args.quiet,
+                      embed_model=name)
+    info = store_info(out)
+    print(f"store {out}: {info['pairs']} comparisons of {len(info['users'])} users over "
+          f"{info['items']} items ({info['dim']}-d)")
+    return 0
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -127,18 +142,27 @@ def _fmt(x: float | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vpl.experiments.runs import train_run
+    from vpl.experiments.runs import train_run, train_store_run
     from vpl.train import TrainConfig, make_logger
     from vpl.train.finetune import LoRAConfig
 
     lora = from_args(LoRAConfig, args) if args.finetune == "lora" else None
-    m = train_run(args.data, args.model, args.out, train_config=from_args(TrainConfig, args),
-                  lora=lora,
-                  model_options=parse_model_options(args.option), fields=_fields(args),
-                  logger=make_logger(args.log), identity=args.identity,
-                  test_users=args.test_users, heldout_pairs=args.heldout_pairs,
-                  on_error=args.on_error, embed_model=args.embed_model,
-                  item_dim=args.item_dim, progress=not args.quiet)
+    if args.store:  # the store's vectors are made: no encoder, projection or fine-tuning
+        if lora is not None:
+            raise SystemExit("vpl train: --finetune lora embeds texts; use --data, not --store")
+        m = train_store_run(args.store, args.model, args.out,
+                            train_config=from_args(TrainConfig, args),
+                            model_options=parse_model_options(args.option),
+                            test_users=args.test_users, heldout_pairs=args.heldout_pairs,
+                            progress=not args.quiet, logger=make_logger(args.log))
+    else:
+        m = train_run(args.data, args.model, args.out, train_config=from_args(TrainConfig, args),
+                      lora=lora,
+                      model_options=parse_model_options(args.option), fields=_fields(args),
+                      logger=make_logger(args.log), identity=args.identity,
+                      test_users=args.test_users, heldout_pairs=args.heldout_pairs,
+                      on_error=args.on_error, embed_model=args.embed_model,
+                      item_dim=args.item_dim, progress=not args.quiet)
     if "rank" in m:  # a process other than rank 0 of a distributed run: rank 0 reports
         return 0
     print(f"{args.model}: K={m['context_size']}  seen-users held-out accuracy "
@@ -223,6 +247,15 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     fr.add_argument("--on-error", choices=("abort", "skip"), default="abort",
                     help="abort at the first bad row (default) or skip and count bad rows")
     fr.set_defaults(func=cmd_data_from_ratings)
+    st = dsub.add_parser("store", help="embed comparisons into a memory-mapped store, a chunk "
+                         "at a time (for data larger than memory; vpl train --store)")
+    st.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
+    st.add_argument("--out", required=True, help="store directory to write")
+    st.add_argument("--embed-model", default=None, help="text encoder, as for vpl train")
+    st.add_argument("--chunk", type=int, default=10_000, help="comparisons per chunk")
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_fields(st)
+    st.set_defaults(func=cmd_data_store)
     chk = dsub.add_parser("check", help="validate a data file and print its statistics")
     chk.add_argument("--data", required=True, nargs="+")
     _add_fields(chk)
@@ -243,7 +276,10 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     from vpl.train.finetune import LoRAConfig
 
     t = sub.add_parser("train", help="train a reward model and save a run directory")
-    t.add_argument("--data", required=True, nargs="+", help="data file(s) or directory")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", nargs="+", help="data file(s) or directory")
+    src.add_argument("--store", help="a memory-mapped store (vpl data store) instead: the item "
+                     "vectors stay on disk")
     t.add_argument("--model", default="vpl", choices=sorted({*REGISTRY, *PRESETS}),
                    help="a model or a preset of vpl.models.presets (default: vpl)")
     t.add_argument("--out", required=True, help="run directory to write")

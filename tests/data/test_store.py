@@ -99,3 +99,36 @@ def test_training_and_evaluation_read_a_store(tmp_path):
     model = build_for("vpl", store)
     fit(model, store, None, TrainConfig(epochs=3), progress=False)
     assert evaluate_pairs(model, store, context_size=8).accuracy > 0.6
+
+
+def test_split_indices_hold_out_users_and_pairs():
+    from tests.conftest import make_linear_users
+    from vpl.data.split import split_indices
+
+    data = make_linear_users(30, pairs_per_user=11, seed=2)
+    train, val, test = split_indices(data, test_users=0.2, heldout_pairs=0.2, seed=0)
+    assert sorted(np.concatenate([train, val, test])) == list(range(len(data)))
+    assert len(np.unique(data.user[test])) == 6  # unseen users: all of their pairs
+    assert not set(data.user[test]) & set(data.user[train]) | set(data.user[val]) & set(
+        data.user[test])
+    assert len(val) == 24 * 2  # round(0.2 * 11) of each seen user, the rest trains
+    assert set(data.user[val]) <= set(data.user[train])
+    again = split_indices(data, test_users=0.2, heldout_pairs=0.2, seed=0)
+    assert all((a == b).all() for a, b in zip(again, (train, val, test), strict=True))
+
+
+def test_vpl_data_store_then_vpl_train_store(pets, tmp_path):
+    from vpl.cli import main
+
+    store, run = tmp_path / "store", tmp_path / "run"
+    assert main(["data", "store", "--data", str(pets / "train.jsonl"), "--out", str(store),
+                 "--quiet"]) == 0
+    assert main(["train", "--store", str(store), "--model", "vpl", "--out", str(run),
+                 "--epochs", "4", "--quiet"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_records"] == len(open_store(store)) and metrics["accuracy_unseen_users"] > 0.5
+    assert json.loads((run / "run.json").read_text())["store"] == str(store.resolve())
+    assert len(json.loads((run / "split.json").read_text())["test_users"]) == 4  # 20 % of 20
+    # the run names the store's encoder, so vpl evaluate embeds new users' data alike
+    assert main(["evaluate", "--run", str(run), "--data", str(pets / "test.jsonl"),
+                 "--context-size", "4", "--json"]) == 0

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vpl.data.io import atomic_write_text
+from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 
 log = logging.getLogger(__name__)
@@ -79,3 +80,31 @@ def make_split(records: list[Comparison], *, test_users: float = 0.2, heldout_pa
         if n and len(keys) - n >= 1:
             held.extend(rng.choice(keys, size=n, replace=False).tolist())
     return Split(seed=seed, test_users=test, heldout_pairs=sorted(held))
+
+
+def split_indices(data: PairData, *, test_users: float = 0.2, heldout_pairs: float = 0.2,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`make_split` for indexed comparisons (e.g. a memory-mapped store), vectorized: pair
+    indices (train, held-out pairs of seen users, pairs of unseen users). A seeded share of the
+    users (none below 5 users) is unseen; of every seen user, a share of the pairs (rounded, at
+    least one left for training) is held out."""
+    if not 0.0 <= test_users < 1.0 or not 0.0 <= heldout_pairs < 1.0:
+        raise ValueError("split fractions must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    present = np.unique(data.user)
+    n_test = int(round(test_users * len(present)))
+    if len(present) < MIN_USERS_FOR_TEST_SPLIT:
+        n_test = 0
+    unseen = np.zeros(len(data.users), dtype=bool)
+    unseen[rng.choice(present, size=n_test, replace=False)] = True
+    is_test = unseen[data.user]
+    # each seen user's pairs in a random order; the first round(share * count) are held out
+    order = np.lexsort((rng.random(len(data)), data.user))
+    count = np.bincount(data.user, minlength=len(data.users))
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.empty(len(data), dtype=np.int64)
+    rank[order] = np.arange(len(data)) - start[data.user[order]]
+    n_held = np.round(heldout_pairs * count).astype(np.int64)
+    n_held = np.where(count - n_held >= 1, n_held, 0)
+    held = ~is_test & (rank < n_held[data.user])
+    return (np.flatnonzero(~is_test & ~held), np.flatnonzero(held), np.flatnonzero(is_test))

@@ -168,13 +168,15 @@ def stream_records(paths: str | os.PathLike | Iterable[str | os.PathLike],
 
 def build_store(paths: str | os.PathLike | Iterable[str | os.PathLike], out: str | os.PathLike,
                 encoder: Any, *, fields: FieldMap | None = None, chunk: int = 10_000,
-                progress: bool = True) -> Path:
+                progress: bool = True, embed_model: str | None = None) -> Path:
     """Embed comparisons from files into a store at `out`, a chunk at a time (items as
-    `vpl.embed.encoder.item_vectors` embeds them, through the encoder's cache)."""
+    `vpl.embed.encoder.item_vectors` embeds them, through the encoder's cache; no projection).
+    `embed_model` is the encoder's `--embed-model` name to record (so a run trained on the
+    store embeds new data alike); by default its `model_id`."""
     from vpl.embed.encoder import hash_text, item_vectors, split_response
 
-    model_id = getattr(encoder, "model_id", "")
-    with StoreWriter(out, embed_model=model_id) as w:
+    name = embed_model if embed_model is not None else getattr(encoder, "model_id", "")
+    with StoreWriter(out, embed_model=name) as w:
         bar = tqdm(desc="store", unit=" pairs", disable=not progress)
         for records in stream_records(paths, fields, chunk=chunk):
             split = [split_response(r.prompt, r.chosen, r.rejected) for r in records]
@@ -212,17 +214,23 @@ def write_arrays(out: str | os.PathLike, user: np.ndarray, chosen: np.ndarray,
         return w.finish()
 
 
-def open_store(path: str | os.PathLike) -> PairData:
-    """The comparisons of a store as a `PairData` over memory maps (copy-on-write: the files
-    are never written, and tensors may be made from the arrays)."""
-    path = Path(path)
-    meta_path = path / META
+def store_info(path: str | os.PathLike) -> dict[str, Any]:
+    """A store's `store.json` (sizes, users, the encoder that made its vectors)."""
+    meta_path = Path(path) / META
     if not meta_path.exists():
         raise FileNotFoundError(f"{path}: not a vpl store (no {META}; an interrupted build "
                                 "leaves none)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: store format {meta.get('format')}, expected {FORMAT}")
+    return meta
+
+
+def open_store(path: str | os.PathLike) -> PairData:
+    """The comparisons of a store as a `PairData` over memory maps (copy-on-write: the files
+    are never written, and tensors may be made from the arrays)."""
+    path = Path(path)
+    meta = store_info(path)
     shapes = {"items": (meta["items"], meta["dim"]), "item_keys": (meta["items"],),
               "user": (meta["pairs"],), "chosen": (meta["pairs"],), "rejected": (meta["pairs"],)}
     arrays = {}

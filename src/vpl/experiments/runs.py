@@ -156,22 +156,9 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
     if not distributed.is_main():  # rank 0 evaluates and writes the run
         distributed.finish()
         return {"model": model_name, "rank": rank}
-    k = cfg.context_size
-    metrics: dict[str, Any] = {
-        "model": model_name,
-        "context_size": k,
-        "n_records": len(records),
-        "n_skipped": report.skipped,
-        "n_users": len(pairs.users),
-        "n_train_pairs": len(train),
-        "best_epoch": result.best_epoch,
-        "train_seconds": result.seconds,
-        "embed_seconds": t_embed,
-        "train_pairs_per_second": result.pairs_per_second,
-        "after_fit": result.after_fit,
-    }
-    metrics.update(run_metrics(model, train, val, test, cfg))
-    metrics["history"] = result.history
+    metrics = _metrics(model_name, model, result, train, val, test, cfg,
+                       n_records=len(records), n_skipped=report.skipped,
+                       n_users=len(pairs.users), embed_seconds=t_embed)
 
     run = {
         "data": [str(Path(p).resolve()) for p in paths],
@@ -186,6 +173,58 @@ def train_run(data: str | os.PathLike | Sequence[str | os.PathLike], model_name:
         "heldout_pairs": heldout_pairs,
     }
     _write_run_dir(Path(out), model, emb, split, run, metrics, extra=adapters)
+    distributed.finish()
+    return metrics
+
+
+def _metrics(model_name: str, model: RewardModel, result: TrainResult, train: PairData,
+             val: PairData, test: PairData, cfg: TrainConfig, **counts: Any) -> dict[str, Any]:
+    """A run's metrics.json: what training did, `counts`, and `run_metrics`."""
+    metrics: dict[str, Any] = {
+        "model": model_name, "context_size": cfg.context_size, **counts,
+        "n_train_pairs": len(train), "best_epoch": result.best_epoch,
+        "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second,
+        "after_fit": result.after_fit,
+    }
+    metrics.update(run_metrics(model, train, val, test, cfg))
+    metrics["history"] = result.history
+    return metrics
+
+
+def train_store_run(store: str | os.PathLike, model_name: str, out: str | os.PathLike, *,
+                    train_config: TrainConfig | None = None,
+                    model_options: dict[str, Any] | None = None, test_users: float = 0.2,
+                    heldout_pairs: float = 0.2, progress: bool = True,
+                    logger: Logger | None = None) -> dict[str, Any]:
+    """`train_run` on a memory-mapped store (`vpl.data.store`): the item vectors stay on disk,
+    split by user with `split_indices`; the run records the store and its split (unseen users
+    by name, held-out pairs as `#INDEX` of the store), and is written atomically by rank 0."""
+    from vpl.data.split import split_indices
+    from vpl.data.store import open_store, store_info
+
+    cfg = train_config or TrainConfig()
+    distributed.setup()
+    data = open_store(store)
+    idx = split_indices(data, test_users=test_users, heldout_pairs=heldout_pairs, seed=cfg.seed)
+    train, val, test = (data.subset(i) for i in idx)
+    registry_name, options = resolve(model_name, **(model_options or {}))
+    seed_everything(cfg.seed)
+    model = build_for(registry_name, train, **options)
+    result = fit(model, train, val if len(val) else None, cfg, progress=progress, logger=logger)
+    if not distributed.is_main():
+        distributed.finish()
+        return {"model": model_name, "rank": distributed.rank_and_world()[0]}
+    metrics = _metrics(model_name, model, result, train, val, test, cfg,
+                       n_records=len(data), n_users=len(data.users))
+    info = store_info(store)
+    run = {"store": str(Path(store).resolve()), "embed_model": info.get("embed_model", ""),
+           "item_dim": None, "identity_items": 0, "model": model_name,
+           "model_options": model_options or {}, "train_config": dataclasses.asdict(cfg),
+           "test_users": test_users, "heldout_pairs": heldout_pairs}
+    split = Split(seed=cfg.seed, test_users=sorted({data.users[u] for u in data.user[idx[2]]}),
+                  heldout_pairs=[f"#{i}" for i in idx[1]])
+    emb = Embedded({"train": train, "val": val, "test": test}, [data], None, None)
+    _write_run_dir(Path(out), model, emb, split, run, metrics)
     distributed.finish()
     return metrics
 
