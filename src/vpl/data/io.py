@@ -192,19 +192,37 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     return out
 
 
-def _collect(rows: Iterable[tuple[int, Any]], fields: FieldMap, source: str, on_error: str,
-             report: LoadReport, out: list[Comparison]) -> None:
+def _parsed(rows: Iterable[tuple[int, Any]], fields: FieldMap, source: str, on_error: str,
+            report: LoadReport) -> Iterator[Comparison]:
+    """The valid comparisons of numbered rows, counted in `report`; a bad row raises
+    (`on_error` "abort") or is skipped and counted ("skip")."""
     for line, row in rows:
         report.rows += 1
         try:
             if isinstance(row, DataError):
                 raise row
-            out.append(parse_row(row, fields, source=source, line=line))
-            report.kept += 1
+            record = parse_row(row, fields, source=source, line=line)
         except DataError as exc:
             if on_error == "abort":
                 raise
             report.skip(exc)
+            continue
+        report.kept += 1
+        yield record
+
+
+def iter_records(paths: str | os.PathLike | Iterable[str | os.PathLike],
+                 fields: FieldMap | None = None, *, on_error: str = "abort",
+                 split: str | None = None, report: LoadReport | None = None
+                 ) -> Iterator[Comparison]:
+    """Validated comparisons of files or directories, one at a time (streamed: nothing is held
+    but the row being read); counts go to `report` if given."""
+    if on_error not in ("abort", "skip"):
+        raise ValueError(f"on_error must be 'abort' or 'skip', got {on_error!r}")
+    fields = fields or FieldMap()
+    report = report if report is not None else LoadReport()
+    for path in expand_paths(paths):
+        yield from _parsed(row_iterator(path, split), fields, str(path), on_error, report)
 
 
 def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike],
@@ -214,13 +232,8 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike],
 
     `on_error` is "abort" (raise `DataError` at the first bad row) or "skip" (drop and count).
     """
-    if on_error not in ("abort", "skip"):
-        raise ValueError(f"on_error must be 'abort' or 'skip', got {on_error!r}")
-    fields = fields or FieldMap()
     report = LoadReport()
-    out: list[Comparison] = []
-    for path in expand_paths(paths):
-        _collect(row_iterator(path, split), fields, str(path), on_error, report, out)
+    out = list(iter_records(paths, fields, on_error=on_error, split=split, report=report))
     if report.skipped:
         log.warning("skipped %d bad rows of %d; first: %s", report.skipped, report.rows,
                     report.first_errors[0])
@@ -234,8 +247,8 @@ def records_from_dataset(dataset: Any, fields: FieldMap | None = None, *,
                          ) -> tuple[list[Comparison], LoadReport]:
     """Validate comparisons from an in-memory Hugging Face `Dataset` or a list of dicts."""
     report = LoadReport()
-    out: list[Comparison] = []
-    _collect(enumerate(dataset, start=1), fields or FieldMap(), name, on_error, report, out)
+    out = list(_parsed(enumerate(dataset, start=1), fields or FieldMap(), name, on_error,
+                       report))
     return out, report
 
 

@@ -19,6 +19,7 @@ previous one, never half of one.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -30,15 +31,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from vpl.data.io import (
-    DataError,
-    FieldMap,
-    atomic_write_text,
-    expand_paths,
-    parse_row,
-    replace_dir,
-    row_iterator,
-)
+from vpl.data.io import FieldMap, atomic_write_text, iter_records, replace_dir
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 
@@ -150,19 +143,10 @@ def item_key(prompt: str, response: str) -> bytes:
 def stream_records(paths: str | os.PathLike | Iterable[str | os.PathLike],
                    fields: FieldMap | None = None, *, chunk: int = 10_000
                    ) -> Iterator[list[Comparison]]:
-    """Comparisons of the files, validated, `chunk` at a time (a bad row raises `DataError`
-    naming the file, line and field)."""
-    fields = fields or FieldMap()
-    out: list[Comparison] = []
-    for path in expand_paths(paths):
-        for line, row in row_iterator(path):
-            if isinstance(row, DataError):
-                raise row
-            out.append(parse_row(row, fields, source=str(path), line=line))
-            if len(out) >= chunk:
-                yield out
-                out = []
-    if out:
+    """Comparisons of the files, validated (`vpl.data.io.iter_records`: a bad row raises
+    `DataError` naming the file, line and field), `chunk` at a time."""
+    rows = iter_records(paths, fields)
+    while out := list(itertools.islice(rows, chunk)):
         yield out
 
 

@@ -3,7 +3,8 @@
 A sentence encoder's name followed by a backend selects it: `+onnx-int8` (weights quantized to
 int8 per output channel, activations quantized per batch as they come: ONNX Runtime's dynamic
 quantization) or `+onnx` (the same graph in float32, to tell the compiler's share from the
-quantizer's). `minilm+onnx-int8` is the default encoder, layer pooling included, run this way.
+quantizer's). `minilm+onnx-int8` runs the default encoder, layer pooling included, this way;
+the PyTorch encoder stays the default.
 The backend is part of the cache identity (`model_id`), so these vectors never mix with the
 PyTorch encoder's in the embedding cache.
 
