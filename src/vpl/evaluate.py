@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from vpl.data.contexts import sample_contexts, sample_user_contexts
-from vpl.data.pairs import PairData, build_batch
+from vpl.data.pairs import ContextBatch, PairData, build_batch
 from vpl.models import RewardModel
 from vpl.models.latent import LatentRewardModel
 
@@ -80,6 +81,35 @@ class PairScores:
         }
 
 
+def pair_contexts(targets: PairData, pool: PairData, context_size: int, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A context of K other pairs of its user from `pool` for every pair of `targets`, (P, K)
+    row indices into `pool` (-1 pads), and whether each target pair shares no item with it."""
+    n = len(targets)
+    ctx = sample_contexts(targets, np.arange(n), pool, context_size,
+                          np.random.default_rng(seed)) if context_size > 0 else \
+        np.full((n, 0), -1, dtype=np.int64)
+    # item-disjointness: compare response keys of the target with those in its context
+    t_keys = np.stack([targets.item_keys[targets.chosen], targets.item_keys[targets.rejected]], 1)
+    safe = np.maximum(ctx, 0)
+    c_keys = np.concatenate([pool.item_keys[pool.chosen[safe]],
+                             pool.item_keys[pool.rejected[safe]]], axis=1)  # (P, 2K)
+    c_keys = np.where(np.concatenate([ctx, ctx], 1) >= 0, c_keys, -1)
+    overlap = (t_keys[:, :, None] == c_keys[:, None, :]).any(axis=(1, 2))
+    return ctx, ~overlap
+
+
+def context_batches(targets: PairData, pool: PairData, ctx: np.ndarray, *,
+                    batch_size: int = 1024, device: str = "cpu"
+                    ) -> Iterator[tuple[slice, ContextBatch]]:
+    """Batches of one target pair per row with its context `ctx` (`pair_contexts`), and the
+    rows of `targets` each holds."""
+    rows = np.arange(len(targets))
+    for s in range(0, len(targets), batch_size):
+        sl = slice(s, s + batch_size)
+        yield sl, build_batch(targets, rows[sl, None], pool, ctx[sl]).to(device)
+
+
 @torch.no_grad()
 def evaluate_pairs(model: RewardModel, targets: PairData, pool: PairData | None = None, *,
                    context_size: int = 8, seed: int = 0, batch_size: int = 1024,
@@ -89,26 +119,13 @@ def evaluate_pairs(model: RewardModel, targets: PairData, pool: PairData | None 
     Contexts come from `pool` (default: `targets` itself, never including the scored pair).
     """
     pool = targets if pool is None else pool
-    rng = np.random.default_rng(seed)
-    n = len(targets)
-    all_idx = np.arange(n)
-    ctx = sample_contexts(targets, all_idx, pool, context_size, rng) if context_size > 0 else \
-        np.full((n, 0), -1, dtype=np.int64)
-    # item-disjointness: compare response keys of the target with those in its context
-    t_keys = np.stack([targets.item_keys[targets.chosen], targets.item_keys[targets.rejected]], 1)
-    safe = np.maximum(ctx, 0)
-    c_keys = np.concatenate([pool.item_keys[pool.chosen[safe]],
-                             pool.item_keys[pool.rejected[safe]]], axis=1)  # (P, 2K)
-    c_keys = np.where(np.concatenate([ctx, ctx], 1) >= 0, c_keys, -1)
-    overlap = (t_keys[:, :, None] == c_keys[:, None, :]).any(axis=(1, 2))
+    ctx, disjoint = pair_contexts(targets, pool, context_size, seed)
     model.eval()
     model.bind(targets)
-    logits = np.empty(n, dtype=np.float64)
-    for s in range(0, n, batch_size):
-        sl = slice(s, s + batch_size)
-        batch = build_batch(targets, all_idx[sl, None], pool, ctx[sl]).to(device)
+    logits = np.empty(len(targets), dtype=np.float64)
+    for sl, batch in context_batches(targets, pool, ctx, batch_size=batch_size, device=device):
         logits[sl] = model.predict(batch)[:, 0].double().cpu().numpy()
-    return PairScores(logits=logits, user=targets.user.copy(), item_disjoint=~overlap,
+    return PairScores(logits=logits, user=targets.user.copy(), item_disjoint=disjoint,
                       users=targets.users)
 
 

@@ -158,3 +158,30 @@ def test_a_setting_must_earn_its_gain_over_no_personalization():
     assert choose(np.stack([base, noisy, clear]))[0] == 2
     means = choose(np.stack([base, clear]))[1]
     assert means[1] - means[0] == pytest.approx(0.02, abs=0.003)
+
+
+def test_a_scorer_follows_the_settings_it_is_reused_across(noisy_vpl):
+    """One scorer per batch serves every temperature and item-effect strength tried: each
+    call equals a fresh prediction under the settings of that moment."""
+    model, _, test, _ = noisy_vpl
+    from vpl.data.contexts import sample_contexts
+    from vpl.data.pairs import build_batch
+
+    mixed = build("vpl", test.dim, hidden=32, latent_dim=4, bank_predict="mixture")
+    mixed.load_state_dict(model.state_dict())
+    mixed.eval()
+    rows = np.arange(40)
+    # contexts drawn from the targets' own user, so they share items with some targets
+    ctx = sample_contexts(test, rows, test, 8, np.random.default_rng(0))
+    batch = build_batch(test, rows[:, None], test, ctx)
+    with torch.no_grad():
+        score = mixed.scorer(batch)
+        seen = []
+        for tau, strength in [(1.0, 0.0), (0.0, 0.0), (0.25, 4.0), (0.25, 0.5), (1.0, 2.0)]:
+            mixed.bank.temperature.fill_(tau)
+            mixed.item_effect.fill_(strength)
+            got = score()
+            assert torch.allclose(got, mixed.predict(batch), atol=1e-5)
+            seen.append(got.clone())
+    # the settings did change the predictions the scorer returned
+    assert not torch.allclose(seen[0], seen[1]) and not torch.allclose(seen[2], seen[3])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -90,6 +91,13 @@ class RewardModel(nn.Module):
         """q(z | context) for each row of the batch; None for models without a latent
         (those with one implement `vpl.models.latent.LatentRewardModel`)."""
         return None
+
+    def scorer(self, batch: ContextBatch) -> Callable[[], torch.Tensor]:
+        """`predict(batch)` as a function, to call again after changing a setting that only
+        shapes predictions (the bank's temperature, the item-effect strength) without
+        changing the batch: a model may compute what such settings leave unchanged once, on
+        this call. Default: each call predicts afresh."""
+        return lambda: self.predict(batch)
 
     def config_dict(self) -> dict[str, Any]:
         """JSON-serializable description from which `build` recreates the model."""

@@ -24,6 +24,7 @@ with Variational Preference Learning", NeurIPS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -260,14 +261,23 @@ class VPL(LatentRewardModel):
             parts.append(h.squeeze(-1))
         return torch.cat(parts, dim=1) if parts else h_z.new_zeros(z.shape[0], 0)
 
+    def bank_differences(self, chosen: torch.Tensor, rejected: torch.Tensor,
+                         budget: int = 1 << 24) -> torch.Tensor:
+        """Reward differences r(c, z_m) - r(r, z_m) of pairs (..., D) x2 under every bank
+        latent -> (..., M), every item through `item_part` once."""
+        shape, d = chosen.shape[:-1], chosen.shape[-1]
+        r = self.reward_table(self.item_part(torch.cat([chosen.reshape(-1, d),
+                                                        rejected.reshape(-1, d)])),
+                              self.bank.latents, budget)  # (M, 2P)
+        n = r.shape[1] // 2
+        return (r[:, :n] - r[:, n:]).T.reshape(*shape, r.shape[0])
+
     def pair_log_likelihood(self, chosen: torch.Tensor, rejected: torch.Tensor,
                             budget: int = 1 << 24) -> torch.Tensor:
         """log p(c beats r | z_m) of pairs (P, D) x2 under every bank latent -> (P, M):
         log sigmoid(r(c, z_m) - r(r, z_m)), with `label_noise` if set."""
-        n = chosen.shape[0]
-        r = self.reward_table(self.item_part(torch.cat([chosen, rejected])), self.bank.latents,
-                              budget)  # (M, 2P)
-        return preference_log_likelihood(r[:, :n] - r[:, n:], self.config.label_noise).T
+        return preference_log_likelihood(self.bank_differences(chosen, rejected, budget),
+                                         self.config.label_noise)
 
     def bank_log_likelihood(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                             ctx_mask: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
@@ -348,43 +358,51 @@ class VPL(LatentRewardModel):
         return post.mean + torch.randn_like(post.mean) * (0.5 * post.logvar).exp()
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
-        mixture = self.uses_bank and self.config.bank_predict == "mixture"
-        log_w = self._bank_log_weights(batch) if mixture else None  # shared by the two below
-        out = self._latent_logits(batch, sample, log_w)
+        if self.uses_bank and self.config.bank_predict == "mixture":
+            return self.scorer(batch)()
+        out = self._latent_logits(batch, sample)
         strength = float(self.item_effect)
         if (self.training or strength <= 0 or self.config.label_noise > 0
                 or not bool(batch.ctx_mask.any())):
             return out
-        ctx_logits = self._latent_logits(context_batch(batch), sample, log_w)
+        ctx_logits = self._latent_logits(context_batch(batch), sample)
         return out + context_item_effects(batch, ctx_logits, strength)
 
-    def _latent_logits(self, batch: ContextBatch, sample: bool,
-                       log_w: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-odds (B, T) under the user's latent alone (no item effects): the bank's posterior
-        predictive when given its log-weights `log_w` (B, M), else under one latent."""
-        if log_w is not None:
-            return self._bank_mixture_logits(batch, log_w)
+    def scorer(self, batch: ContextBatch) -> Callable[[], torch.Tensor]:
+        """With the bank's posterior predictive (bank inference, `bank_predict='mixture'`):
+        every pair's reward difference under every bank latent is computed here, once; each
+        call then weighs them by the bank's current temperature and adds item effects of the
+        current strength. Otherwise `predict` as is."""
+        if not (self.uses_bank and self.config.bank_predict == "mixture"):
+            return super().scorer(batch)
+        eps = self.config.label_noise
+        ctx = self.bank_differences(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
+        log_lik = (preference_log_likelihood(ctx, eps) * batch.ctx_mask.unsqueeze(-1)).sum(1)
+        n_pairs = batch.ctx_mask.sum(1)
+        targets = noisy_logits(self.bank_differences(batch.chosen, batch.rejected), eps)
+        has_context = bool(batch.ctx_mask.any())
+        memo: dict[str, torch.Tensor] = {}  # the mixtures under the last temperature
+
+        def score() -> torch.Tensor:
+            if "tau" not in memo or not torch.equal(memo["tau"], self.bank.temperature):
+                memo.clear()
+                memo["tau"] = self.bank.temperature.clone()
+                memo["log_w"] = self.bank.log_weights(log_lik, n_pairs).unsqueeze(1)  # (B,1,M)
+                memo["out"] = _mixture_logits(targets, memo["log_w"])
+            strength = float(self.item_effect)
+            if strength <= 0 or eps > 0 or not has_context:
+                return memo["out"]
+            if "ctx" not in memo:
+                memo["ctx"] = _mixture_logits(ctx, memo["log_w"])
+            return memo["out"] + context_item_effects(batch, memo["ctx"], strength)
+
+        return score
+
+    def _latent_logits(self, batch: ContextBatch, sample: bool) -> torch.Tensor:
+        """Log-odds (B, T) under one latent per row (no item effects)."""
         z = self._latent(self.posterior(batch), sample)
         return noisy_logits(self.reward(batch.chosen, z) - self.reward(batch.rejected, z),
                             self.config.label_noise)
-
-    def _bank_log_weights(self, batch: ContextBatch) -> torch.Tensor:
-        """Log posterior weights (B, M) of the bank's latents given each row's context."""
-        return self.bank.log_weights(self.bank_log_likelihood(
-            batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask), batch.ctx_mask.sum(1))
-
-    def _bank_mixture_logits(self, batch: ContextBatch, log_w: torch.Tensor) -> torch.Tensor:
-        """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m) over the bank, with
-        log-weights `log_w` (B, M)."""
-        b, t, d = batch.chosen.shape
-        r = self.reward_table(self.item_part(torch.cat([batch.chosen.reshape(b * t, d),
-                                                        batch.rejected.reshape(b * t, d)])),
-                              self.bank.latents)  # (M, 2BT)
-        per = (r[:, : b * t] - r[:, b * t :]).T.reshape(b, t, -1)  # (B, T, M)
-        per = noisy_logits(per, self.config.label_noise)
-        lw = log_w.unsqueeze(1)  # (B, 1, M)
-        return (torch.logsumexp(lw + nn.functional.logsigmoid(per), -1)
-                - torch.logsumexp(lw + nn.functional.logsigmoid(-per), -1))
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
         eps = self.config.label_noise
@@ -414,3 +432,10 @@ class VPL(LatentRewardModel):
         kl = kl_with_free_bits(post.mean, post.logvar, self.config.free_bits)
         loss = nll + self.config.beta * kl_weight * kl
         return LossOutput(loss, logits, {"nll": nll.item(), "kl": kl.item()})
+
+
+def _mixture_logits(per: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m), from the log-odds
+    (B, T, M) under each latent and log-weights (B, 1, M)."""
+    return (torch.logsumexp(log_w + nn.functional.logsigmoid(per), -1)
+            - torch.logsumexp(log_w + nn.functional.logsigmoid(-per), -1))

@@ -66,12 +66,14 @@ class HeldOutUsers:
         self.folds = [users[assign == f][:users_per_fold] for f in range(folds)]
         self.data = [train.subset(np.flatnonzero(np.isin(train.user, u))) for u in self.folds]
 
+    @torch.no_grad()
     def loglik(self, apply: Callable[[float], None], values: Sequence[float], *,
                item_disjoint: bool) -> np.ndarray:
         """Log-likelihood per user (len(values), len(ks), users) of each value set by `apply`
         at each K: the mean over the user's pairs, every pair or only those that share no item
-        with their context (NaN for a user without such pairs)."""
-        from vpl.evaluate import evaluate_pairs
+        with their context (NaN for a user without such pairs). The contexts are the same for
+        every value, and each batch is scored for all values through one `scorer`."""
+        from vpl.evaluate import context_batches, pair_contexts
 
         out: list[np.ndarray] = []
         was = self.model.training
@@ -81,12 +83,20 @@ class HeldOutUsers:
                 if self.bank is not None and self.bank.owners is not None:
                     self.bank.hidden = torch.from_numpy(np.isin(self.bank.owners, users)).to(
                         self.bank.latents.device)
+                self.model.bind(held)
+                device = next(self.model.parameters()).device
                 fold = np.zeros((len(values), len(self.ks), len(held.users)))
-                for i, v in enumerate(values):
-                    apply(v)
-                    for j, k in enumerate(self.ks):
-                        fold[i, j] = _user_loglik(evaluate_pairs(
-                            self.model, held, context_size=k, seed=self.seed), item_disjoint)
+                for j, k in enumerate(self.ks):
+                    ctx, disjoint = pair_contexts(held, held, k, self.seed)
+                    logits = np.empty((len(values), len(held)))
+                    for sl, batch in context_batches(held, held, ctx, device=str(device)):
+                        score = self.model.scorer(batch)
+                        for i, v in enumerate(values):
+                            apply(v)
+                            logits[i, sl] = score()[:, 0].double().cpu().numpy()
+                    keep = disjoint if item_disjoint else np.ones(len(held), dtype=bool)
+                    for i in range(len(values)):
+                        fold[i, j] = _user_loglik(logits[i], held.user, keep, len(held.users))
                 present = np.unique(held.user)
                 out.append(fold[:, :, present])
         finally:
@@ -96,12 +106,12 @@ class HeldOutUsers:
         return np.concatenate(out, axis=2)
 
 
-def _user_loglik(scores, item_disjoint: bool) -> np.ndarray:  # noqa: ANN001
-    """Mean log-likelihood (len(users),) of each user's pairs (NaN without any)."""
-    keep = scores.item_disjoint if item_disjoint else np.ones(len(scores.logits), dtype=bool)
-    n = len(scores.users)
-    total = np.bincount(scores.user[keep], -np.logaddexp(0.0, -scores.logits[keep]), n)
-    count = np.bincount(scores.user[keep], minlength=n)
+def _user_loglik(logits: np.ndarray, user: np.ndarray, keep: np.ndarray, n: int
+                 ) -> np.ndarray:
+    """Mean log-likelihood (n,) of each user's kept pairs from their log-odds (NaN without
+    any)."""
+    total = np.bincount(user[keep], -np.logaddexp(0.0, -logits[keep]), n)
+    count = np.bincount(user[keep], minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
