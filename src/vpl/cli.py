@@ -214,11 +214,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vpl.experiments.bench import run_bench
+    from vpl.experiments.bench import JobsFailed, run_bench
 
-    run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
-              datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data, progress=not args.quiet,
-              embed_model=args.embed_model, item_dim=args.item_dim, identity=args.identity)
+    try:
+        run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
+                  datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data,
+                  progress=not args.quiet, embed_model=args.embed_model,
+                  item_dim=args.item_dim, identity=args.identity)
+    except JobsFailed as exc:
+        print(f"vpl: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -48,3 +48,39 @@ def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "pets-full" in err and "personas-2-tiny" in err
+
+
+def test_a_failed_job_is_reported_and_the_others_are_kept(tmp_path, capsys, monkeypatch):
+    from vpl.experiments import bench
+
+    real = bench.run_job
+
+    def flaky(prep, model_key, seed, *args):
+        if model_key == "btl-head":
+            raise FloatingPointError("loss is nan")
+        return real(prep, model_key, seed, *args)
+
+    monkeypatch.setattr(bench, "run_job", flaky)
+    out = tmp_path / "bench"
+    assert main(["bench", "--suite", "tiny", "--models", "btl", "btl-head", "--out", str(out),
+                 "--jobs", "1", "--quiet"]) == 1
+    assert "personas-2-tiny / btl-head / seed 0: FloatingPointError: loss is nan" in \
+        capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["table"]["personas-2-tiny"]) == ["btl"]
+    assert len(results["failed"]) == 1
+    assert "**Failed job**" in (out / "report.md").read_text()
+
+
+def test_the_oracle_runs_only_where_users_declare_types():
+    from types import SimpleNamespace
+
+    from vpl.experiments.bench import _runs_on
+
+    def prep(types):
+        return SimpleNamespace(train=SimpleNamespace(user_types=types), identity=None)
+
+    assert _runs_on("oracle-type", prep(["a", "b"]))
+    assert not _runs_on("oracle-type", prep([None, None]))  # real data: no types declared
+    assert not _runs_on("oracle-type", prep(None))
+    assert _runs_on("btl", prep(None))

@@ -37,6 +37,10 @@ ID_ONLY = ("item-bt", "mf-als")
 codes appended whatever the suite's `identity` setting."""
 
 
+class JobsFailed(RuntimeError):
+    """Some jobs of a suite failed; the report of the others was written."""
+
+
 def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
             train_options: dict[str, Any]) -> dict[str, Any]:
     """Train one model with one seed and score it at every K. Runs in a worker process."""
@@ -101,16 +105,18 @@ def _runs_on(model_key: str, prep: Prepared) -> bool:
     recommender baselines items that recur (identity codes)."""
     name = MODEL_VARIANTS[model_key][0]
     if name == "oracle-type":
-        return prep.train.user_types is not None
+        types = prep.train.user_types
+        return types is not None and any(t is not None for t in types)
     if name in ID_ONLY:
         return prep.identity is not None
     return True
 
 
 def _run_jobs(suite: Suite, datasets: Iterator[Prepared], jobs: int, bar: tqdm
-              ) -> list[dict[str, Any]]:
+              ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every (model, seed) job of every dataset; a dataset's jobs start as soon as it is
-    prepared, while the next one is (`jobs` > 1: worker processes)."""
+    prepared, while the next one is (`jobs` > 1: worker processes). Returns the results and
+    a line for each job that failed (the others still count)."""
     def tasks():
         for p in datasets:
             todo = [(p, m, s) for m in suite.models for s in range(suite.seeds)
@@ -120,19 +126,27 @@ def _run_jobs(suite: Suite, datasets: Iterator[Prepared], jobs: int, bar: tqdm
             yield from todo
 
     results: list[dict[str, Any]] = []
+    failed: list[str] = []
+
+    def record(task: tuple[Prepared, str, int], result: Callable[[], dict[str, Any]]) -> None:
+        try:
+            results.append(result())
+        except Exception as e:  # one failed job must not lose the others
+            failed.append(f"{task[0].name} / {task[1]} / seed {task[2]}: "
+                          f"{type(e).__name__}: {e}")
+        bar.update()
+
     if jobs == 1:
-        for p, m, s in tasks():
-            results.append(run_job(p, m, s, suite.ks, suite.train))
-            bar.update()
-        return results
+        for t in tasks():
+            record(t, lambda t=t: run_job(*t, suite.ks, suite.train))
+        return results, failed
     import multiprocessing as mp
 
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
-        futs = [ex.submit(run_job, p, m, s, suite.ks, suite.train) for p, m, s in tasks()]
-        for f in futs:
-            results.append(f.result())
-            bar.update()
-    return results
+        futs = [(t, ex.submit(run_job, *t, suite.ks, suite.train)) for t in tasks()]
+        for t, f in futs:
+            record(t, f.result)
+    return results, failed
 
 
 def _write(out: Path, suite: Suite, results: list[dict[str, Any]], order: list[str],
@@ -149,7 +163,8 @@ def _write(out: Path, suite: Suite, results: list[dict[str, Any]], order: list[s
     table = aggregate(results)
     table = {d: table[d] for d in order if d in table}
     report = render_report(suite, table, meta["seconds"], meta["commit"], skipped,
-                           meta["embed_model"], meta["item_dim"], meta.get("ceilings"))
+                           meta["embed_model"], meta["item_dim"], meta.get("ceilings"),
+                           meta.get("failed", ()))
     atomic_write_text(out / "results.json", json.dumps(
         {"suite": suite.name, **meta, "table": table, "runs": results}, indent=2))
     atomic_write_text(out / "report.md", report)
@@ -201,10 +216,13 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
                 ceilings[p.name] = crowd_agreement(p.test, [p.train, p.val])
             yield p
 
-    results = _run_jobs(suite, prepared(), jobs or os.cpu_count() or 1, bar)
+    results, failed = _run_jobs(suite, prepared(), jobs or os.cpu_count() or 1, bar)
     bar.close()
     meta = {"commit": commit, "seconds": time.perf_counter() - t0, "embed_model": embed_model,
-            "item_dim": item_dim, "identity": identity, "ceilings": ceilings}
+            "item_dim": item_dim, "identity": identity, "ceilings": ceilings, "failed": failed}
     table, report = _write(out, suite, results, order, meta, skipped)
     log(report)
+    if failed:
+        raise JobsFailed(f"{len(failed)} bench job(s) failed (the others are in "
+                           f"{out / 'report.md'}):\n" + "\n".join(failed))
     return table

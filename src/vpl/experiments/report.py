@@ -103,9 +103,11 @@ def _ceiling_line(c: dict[str, Any]) -> str:
 def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
                   seconds: float, commit: str, skipped: Sequence[str],
                   embed_model: str | None = None, item_dim: int | None = None,
-                  ceilings: dict[str, dict[str, Any]] | None = None) -> str:
+                  ceilings: dict[str, dict[str, Any]] | None = None,
+                  failed: Sequence[str] = ()) -> str:
     """The Markdown report: few-shot tables (all pairs, item-disjoint pairs), the crowd
-    ceiling where items recur, and a detail table per dataset."""
+    ceiling where items recur, and a detail table per dataset; jobs that failed are listed
+    first."""
     lines = [f"# vpl bench: suite `{suite.name}`", "",
              f"Commit `{commit}`; {suite.seeds} seed(s); {seconds:.0f} s on "
              f"{os.cpu_count()} CPU core(s). Accuracy on test pairs (unseen users, except "
@@ -119,6 +121,8 @@ def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
                      "components of the training items." if item_dim else ".")
     for name in skipped:
         lines += [f"*{name}: skipped (data not found).*", ""]
+    for line in failed:
+        lines += [f"**Failed job** (not in the tables): {line}", ""]
     for ds, models in table.items():
         ks = list(next(iter(models.values()))["curve"])
         lines += [f"## {ds}", "", f"![accuracy vs K]({ds}_few_shot.png)", "", "All pairs:", ""]
