@@ -371,8 +371,8 @@ class VPL(LatentRewardModel):
     def scorer(self, batch: ContextBatch) -> Callable[[], torch.Tensor]:
         """With the bank's posterior predictive (bank inference, `bank_predict='mixture'`):
         every pair's reward difference under every bank latent is computed here, once; each
-        call then weighs them by the bank's current temperature and adds item effects of the
-        current strength. Otherwise `predict` as is."""
+        call then weighs them by the bank's current temperature (and hidden latents) and adds
+        item effects of the current strength. Otherwise `predict` as is."""
         if not (self.uses_bank and self.config.bank_predict == "mixture"):
             return super().scorer(batch)
         eps = self.config.label_noise
@@ -381,12 +381,14 @@ class VPL(LatentRewardModel):
         n_pairs = batch.ctx_mask.sum(1)
         targets = noisy_logits(self.bank_differences(batch.chosen, batch.rejected), eps)
         has_context = bool(batch.ctx_mask.any())
-        memo: dict[str, torch.Tensor] = {}  # the mixtures under the last temperature
+        memo: dict[str, torch.Tensor | None] = {}  # mixtures under the last weighting
 
         def score() -> torch.Tensor:
-            if "tau" not in memo or not torch.equal(memo["tau"], self.bank.temperature):
+            if ("tau" not in memo or not torch.equal(memo["tau"], self.bank.temperature)
+                    or memo["hidden"] is not self.bank.hidden):
                 memo.clear()
                 memo["tau"] = self.bank.temperature.clone()
+                memo["hidden"] = self.bank.hidden
                 memo["log_w"] = self.bank.log_weights(log_lik, n_pairs).unsqueeze(1)  # (B,1,M)
                 memo["out"] = _mixture_logits(targets, memo["log_w"])
             strength = float(self.item_effect)
