@@ -282,10 +282,9 @@ class VPL(LatentRewardModel):
     def bank_log_likelihood(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                             ctx_mask: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
         """log p(context | z_m) for every bank latent: (B, K, D) x2, (B, K) -> (B, M)."""
-        b, k, d = ctx_chosen.shape
-        ll = self.pair_log_likelihood(ctx_chosen.reshape(b * k, d),
-                                      ctx_rejected.reshape(b * k, d), budget)  # (BK, M)
-        return (ll.reshape(b, k, ll.shape[1]) * ctx_mask.unsqueeze(-1)).sum(1)  # (B, M)
+        return _context_log_likelihood(
+            self.bank_differences(ctx_chosen, ctx_rejected, budget), ctx_mask,
+            self.config.label_noise)
 
     def bank_weights(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
                      ctx_mask: torch.Tensor) -> torch.Tensor:
@@ -377,7 +376,7 @@ class VPL(LatentRewardModel):
             return super().scorer(batch)
         eps = self.config.label_noise
         ctx = self.bank_differences(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
-        log_lik = (preference_log_likelihood(ctx, eps) * batch.ctx_mask.unsqueeze(-1)).sum(1)
+        log_lik = _context_log_likelihood(ctx, batch.ctx_mask, eps)  # (B, M)
         n_pairs = batch.ctx_mask.sum(1)
         targets = noisy_logits(self.bank_differences(batch.chosen, batch.rejected), eps)
         has_context = bool(batch.ctx_mask.any())
@@ -441,3 +440,10 @@ def _mixture_logits(per: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
     (B, T, M) under each latent and log-weights (B, 1, M)."""
     return (torch.logsumexp(log_w + nn.functional.logsigmoid(per), -1)
             - torch.logsumexp(log_w + nn.functional.logsigmoid(-per), -1))
+
+
+def _context_log_likelihood(diffs: torch.Tensor, mask: torch.Tensor, label_noise: float
+                            ) -> torch.Tensor:
+    """log p(context | z_m) (B, M) from the context pairs' reward differences under every
+    latent (B, K, M) and the mask (B, K) of real pairs."""
+    return (preference_log_likelihood(diffs, label_noise) * mask.unsqueeze(-1)).sum(1)
