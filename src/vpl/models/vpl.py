@@ -225,6 +225,8 @@ class VPL(LatentRewardModel):
         d . w + (W^T d) . z with w = `head_base` and W = `head_from_z`."""
         if self.config.latent_mode != "head":
             raise ValueError("pair features need latent_mode='head'")
+        if self.config.layers == 1:  # phi is linear: one product of the difference
+            return self.features(chosen - rejected)
         return self.features(chosen) - self.features(rejected)
 
     @property
@@ -309,7 +311,7 @@ class VPL(LatentRewardModel):
         """Per-comparison vectors (..., H) of the pair encoder, before pooling."""
         if self.pair_input == "items":
             return self.pair_encoder(chosen, rejected)
-        return self.pair_encoder(self.features(chosen) - self.features(rejected))
+        return self.pair_encoder(self.pair_features(chosen, rejected))
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> Posterior:
         """q(z | context) from per-pair vectors (B, K, H) and mask (B, K)."""
@@ -411,13 +413,13 @@ class VPL(LatentRewardModel):
         if self.config.latent_mode == "head":
             # every item goes through the shared features once: the encoder (pair_input
             # `features`), the target and the context NLL all read the same phi(x)
-            ctx_diff = self.features(batch.ctx_chosen) - self.features(batch.ctx_rejected)
+            ctx_diff = self.pair_features(batch.ctx_chosen, batch.ctx_rejected)
             h = (self.pair_encoder(ctx_diff) if self.pair_input == "features"
                  else self.pair_encoder(batch.ctx_chosen, batch.ctx_rejected))
             post = self.pool(h, batch.ctx_mask)
             z = self._latent(post, sample=True)
             w = (self.head_base + self.head_from_z(z)).unsqueeze(1)  # (B, 1, H)
-            diff = self.features(batch.chosen) - self.features(batch.rejected)
+            diff = self.pair_features(batch.chosen, batch.rejected)
             logits = (diff * w).sum(-1)
             ctx_logits = (ctx_diff * w).sum(-1) if use_ctx else None
         else:

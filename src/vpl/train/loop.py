@@ -193,7 +193,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=True)
     result = TrainResult()
     validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
