@@ -23,6 +23,7 @@ VPL_VARIANTS = [
     {"latent_mode": "concat"},
     {"latent_mode": "concat", "set_encoder": "attention"},
     {"latent_mode": "head", "pair_input": "items"},
+    {"layers": 2},
 ]
 
 
@@ -133,6 +134,23 @@ def test_vpl_loss_matches_the_elbo_through_encode_and_reward(opts):
     assert out.metrics["kl"] == pytest.approx(kl.item(), rel=1e-5)
     assert out.loss.item() == pytest.approx((nll + 0.5 * 0.7 * kl).item(), rel=1e-5)
     torch.testing.assert_close(out.logits, logits, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opts", [{}, {"layers": 2}, {"latent_mode": "concat"}])
+def test_bank_differences_are_the_reward_differences_under_every_bank_latent(opts):
+    # in head mode they are computed from each pair's feature difference, in one product
+    # when the features are linear
+    model = build("vpl", 12, latent_dim=3, hidden=16, **opts).eval()
+    g = torch.Generator().manual_seed(4)
+    model.bank.latents = torch.randn(5, 3, generator=g)
+    c, r = torch.randn(2, 7, 12, generator=g), torch.randn(2, 7, 12, generator=g)
+    with torch.no_grad():
+        got = model.bank_differences(c, r)  # (2, 7, 5)
+        z = model.bank.latents
+        want = torch.stack([model.reward(c, z[m].expand(2, -1)) - model.reward(r, z[m].expand(2, -1))
+                            for m in range(5)], -1)
+    assert got.shape == (2, 7, 5)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_context_gives_the_bank_mean_and_training_uses_the_encoder():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 
 from vpl.evaluate import evaluate_pairs
 from vpl.models import build
 from vpl.train import TrainConfig, fit, seed_everything
+from vpl.train.loop import adamw
 
 
 def test_training_is_seeded(linear_users):
@@ -52,3 +56,21 @@ def test_fit_passes_its_validation_set_to_the_refinement(linear_users):
     # what fit reports is the accuracy of the model it returns
     got = evaluate_pairs(model, val, pool=train, context_size=8, seed=0).accuracy
     assert got == pytest.approx(res.after_fit["refine_val_accuracy_after"])
+
+
+def test_adamw_takes_the_fused_kernel_and_equals_the_per_tensor_loop():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.GELU(), torch.nn.Linear(5, 1))
+    twin, start = copy.deepcopy(net), copy.deepcopy(net)
+    fast = adamw(net.parameters(), lr=1e-2, weight_decay=0.1)
+    slow = torch.optim.AdamW(twin.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    assert fast.defaults["fused"] and not slow.defaults["fused"]
+    x = torch.randn(32, 6)
+    for _ in range(20):
+        for m, opt in ((net, fast), (twin, slow)):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+    for a, b, a0 in zip(net.parameters(), twin.parameters(), start.parameters(), strict=True):
+        assert (a - a0).abs().max() > 1e-3  # they trained
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

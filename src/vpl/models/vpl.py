@@ -266,8 +266,13 @@ class VPL(LatentRewardModel):
     def bank_differences(self, chosen: torch.Tensor, rejected: torch.Tensor,
                          budget: int = 1 << 24) -> torch.Tensor:
         """Reward differences r(c, z_m) - r(r, z_m) of pairs (..., D) x2 under every bank
-        latent -> (..., M), every item through `item_part` once."""
+        latent -> (..., M), every item through `item_part` once (in `head` mode, where the
+        reward is linear in phi, every pair's feature difference)."""
         shape, d = chosen.shape[:-1], chosen.shape[-1]
+        if self.config.latent_mode == "head":
+            diff = self.pair_features(chosen.reshape(-1, d), rejected.reshape(-1, d))
+            return self.reward_table(diff, self.bank.latents, budget).T.reshape(
+                *shape, len(self.bank))
         r = self.reward_table(self.item_part(torch.cat([chosen.reshape(-1, d),
                                                         rejected.reshape(-1, d)])),
                               self.bank.latents, budget)  # (M, 2P)

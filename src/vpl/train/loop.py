@@ -7,8 +7,9 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,6 +113,16 @@ def split_selection_users(train: PairData, val: PairData | None, share: float, s
     return (train.subset(np.flatnonzero(~out)), keep_val, train.subset(np.flatnonzero(out)))
 
 
+def adamw(params: Iterable[torch.nn.Parameter], **options: Any) -> torch.optim.AdamW:
+    """AdamW with its fused kernel where every parameter's device has one (CPU, CUDA): one
+    kernel for all parameters instead of a handful of small operations per tensor, which is
+    most of the optimizer's cost at our model sizes. Equal to the per-tensor loop up to
+    rounding."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(params, fused=fused or None, **options)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch."""
     random.seed(seed)
@@ -193,8 +204,7 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=True)
+    opt = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = TrainResult()
     validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
