@@ -122,13 +122,13 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_model_options(pairs: list[str]) -> dict:
-    """Model config overrides from `--option KEY=VALUE` items (values parsed as JSON where
-    they are JSON, else kept as strings)."""
+def parse_options(pairs: list[str], flag: str = "--option") -> dict:
+    """Config overrides from `KEY=VALUE` items of `flag` (values parsed as JSON where they
+    are JSON, else kept as strings)."""
     opts = {}
     for item in pairs:
         if "=" not in item:
-            raise SystemExit(f"--option expects KEY=VALUE, got {item!r}")
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         try:
             opts[k] = json.loads(v)
@@ -152,13 +152,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise SystemExit("vpl train: --finetune lora embeds texts; use --data, not --store")
         m = train_store_run(args.store, args.model, args.out,
                             train_config=from_args(TrainConfig, args),
-                            model_options=parse_model_options(args.option),
+                            model_options=parse_options(args.option),
                             test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                             progress=not args.quiet, logger=make_logger(args.log))
     else:
         m = train_run(args.data, args.model, args.out, train_config=from_args(TrainConfig, args),
                       lora=lora,
-                      model_options=parse_model_options(args.option), fields=_fields(args),
+                      model_options=parse_options(args.option), fields=_fields(args),
                       logger=make_logger(args.log), identity=args.identity,
                       test_users=args.test_users, heldout_pairs=args.heldout_pairs,
                       on_error=args.on_error, embed_model=args.embed_model,
@@ -218,7 +218,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         run_bench(args.suite, args.out, seeds=args.seeds, models=args.models,
-                  datasets=args.datasets, jobs=args.jobs, hh_path=args.hh_data,
+                  datasets=args.datasets, train=parse_options(args.train, "--train"),
+                  jobs=args.jobs, hh_path=args.hh_data,
                   progress=not args.quiet, embed_model=args.embed_model,
                   item_dim=args.item_dim, identity=args.identity)
     except JobsFailed as exc:
@@ -380,6 +381,10 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
                         "skipped when absent)")
     b.add_argument("--embed-model", default=None,
                    help="text encoder, as for vpl train")
+    b.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="training options over the suite's, for every model, e.g. "
+                        "users_per_batch=32 lr=0.002 (vpl.train.TrainConfig fields); the "
+                        "report names them")
     _add_item_dim(b)
     _add_identity(b)
     b.add_argument("--quiet", action="store_true", help="no progress bars")

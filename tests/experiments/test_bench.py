@@ -50,6 +50,29 @@ def test_bench_runs_a_subset_of_datasets(tmp_path, capsys):
     assert "pets-full" in err and "personas-2-tiny" in err
 
 
+def test_training_options_reach_every_job_and_the_report(tmp_path, capsys, monkeypatch):
+    from vpl.experiments import bench
+
+    seen = []
+    real = bench.run_job
+
+    def spy(prep, model_key, seed, ks, train_options):
+        seen.append(dict(train_options))
+        return real(prep, model_key, seed, ks, train_options)
+
+    monkeypatch.setattr(bench, "run_job", spy)
+    out = tmp_path / "bench"
+    assert main(["bench", "--suite", "tiny", "--models", "btl", "--out", str(out), "--jobs",
+                 "1", "--quiet", "--train", "users_per_batch=4", "lr=0.002"]) == 0
+    assert seen == [{"epochs": 2, "users_per_batch": 4, "lr": 0.002}]  # over the suite's own
+    assert json.loads((out / "results.json").read_text())["train"] == seen[0]
+    assert "`users_per_batch=4`, `lr=0.002`" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["bench", "--suite", "tiny", "--out", str(tmp_path / "x"), "--quiet",
+                 "--train", "user_per_batch=4"]) == 2
+    assert "user_per_batch" in capsys.readouterr().err
+
+
 def test_a_failed_job_is_reported_and_the_others_are_kept(tmp_path, capsys, monkeypatch):
     from vpl.experiments import bench
 

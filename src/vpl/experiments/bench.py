@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
     pool = prep.train if prep.test_pool_is_train else None
     out: dict[str, Any] = {"dataset": prep.name, "model": model_key, "seed": seed,
                            "train_seconds": res.seconds, "best_epoch": res.best_epoch,
+                           "val_accuracy": (None if np.isnan(res.best_val_accuracy)
+                                            else res.best_val_accuracy),
                            "after_fit": res.after_fit, "curve": {}}
     for k in ks:
         s = evaluate_pairs(model, prep.test, pool, context_size=k, seed=seed)
@@ -76,12 +78,23 @@ def run_job(prep: Prepared, model_key: str, seed: int, ks: Sequence[int],
 
 
 def select(suite: str | Suite, *, seeds: int | None = None, models: Sequence[str] | None = None,
-           datasets: Sequence[str] | None = None) -> Suite:
-    """A suite by name, restricted to the given models and datasets (by name) and seeds."""
+           datasets: Sequence[str] | None = None, train: Mapping[str, Any] | None = None
+           ) -> Suite:
+    """A suite by name, restricted to the given models and datasets (by name) and seeds, with
+    `train` options (`TrainConfig` fields; not `seed`, which the jobs set) over its own."""
+    from vpl.train import TrainConfig
+
     if isinstance(suite, str):
         if suite not in SUITES:
             raise ValueError(f"unknown bench suite {suite!r}; expected one of {tuple(SUITES)}")
         suite = SUITES[suite]
+    if train:
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}
+        unknown = sorted(set(train) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; expected some of "
+                                     f"{sorted(known)}")
+        suite = dataclasses.replace(suite, train={**suite.train, **train})
     if seeds is not None:
         suite = dataclasses.replace(suite, seeds=seeds)
     if models is not None:
@@ -178,12 +191,13 @@ def _write(out: Path, suite: Suite, results: list[dict[str, Any]], order: list[s
 
 def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None = None,
               models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-              jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
+              train: Mapping[str, Any] | None = None, jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
               log: Callable[[str], None] = print, embed_model: str | None = None,
               item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "off") -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
 
     `models` / `datasets`: subsets of the suite's, by name (default: all of them).
+    `train`: training options over the suite's (`TrainConfig` fields), for every model.
     `jobs`: worker processes (0: one per CPU core, each training with one thread).
     `hh_path`: the relabeled HH-RLHF folder (default `$VPL_DATA_DIR/relabeled_hh_rlhf`).
     `embed_model`: the sentence encoder of every dataset (default `vpl.embed.DEFAULT_ENCODER`);
@@ -193,7 +207,7 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     from vpl.embed import DEFAULT_ENCODER
 
     embed_model = embed_model or DEFAULT_ENCODER
-    suite = select(suite, seeds=seeds, models=models, datasets=datasets)
+    suite = select(suite, seeds=seeds, models=models, datasets=datasets, train=train)
     commit = git_commit()  # before this run writes its own outputs, which may be tracked
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +233,8 @@ def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None =
     results, failed = _run_jobs(suite, prepared(), jobs or os.cpu_count() or 1, bar)
     bar.close()
     meta = {"commit": commit, "seconds": time.perf_counter() - t0, "embed_model": embed_model,
-            "item_dim": item_dim, "identity": identity, "ceilings": ceilings, "failed": failed}
+            "item_dim": item_dim, "identity": identity, "train": suite.train,
+            "ceilings": ceilings, "failed": failed}
     table, report = _write(out, suite, results, order, meta, skipped)
     log(report)
     if failed:

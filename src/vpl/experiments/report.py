@@ -119,6 +119,9 @@ def render_report(suite: Suite, table: dict[str, dict[str, dict[str, Any]]],
         lines[2] += f" Sentence encoder: `{embed_model}`"
         lines[2] += (f", item vectors wider than {item_dim} projected to {item_dim} principal "
                      "components of the training items." if item_dim else ".")
+    if suite.train:
+        lines[2] += (" Training options over the defaults, for every model: "
+                     + ", ".join(f"`{k}={v}`" for k, v in suite.train.items()) + ".")
     for name in skipped:
         lines += [f"*{name}: skipped (data not found).*", ""]
     for line in failed:
