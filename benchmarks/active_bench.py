@@ -28,7 +28,7 @@ import torch
 
 from vpl.active import mean_ci, queries_to_reach, run_active, time_selection
 from vpl.active.acquisition import STRATEGIES
-from vpl.cli import parse_model_options
+from vpl.cli import parse_options
 from vpl.data.pairs import PairData
 from vpl.data.schema import Comparison
 from vpl.models import build
@@ -131,7 +131,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
     for seed in range(args.seeds):
         fit_set, val = holdout(train_all, 0.1, seed)
         seed_everything(seed)  # the weight initialization is part of the seeded run
-        model = build(args.model, train_all.dim, **parse_model_options(args.option))
+        model = build(args.model, train_all.dim, **parse_options(args.option))
         cfg = TrainConfig(epochs=args.epochs, context_size=args.context_size, seed=seed,
                           patience=args.patience)
         res = fit(model, fit_set, val, cfg, progress=True)
@@ -159,7 +159,7 @@ def bench_population(users: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def inference_note(args: argparse.Namespace) -> str:
     """How the posterior after n answers is inferred and what info-gain averages over."""
-    opts = parse_model_options(args.option)
+    opts = parse_options(args.option)
     model = build(args.model, 2, **opts)
     inference = getattr(model, "inference", None) or getattr(model.config, "inference", "")
     if inference == "bank":
