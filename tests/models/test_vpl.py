@@ -147,8 +147,8 @@ def test_bank_differences_are_the_reward_differences_under_every_bank_latent(opt
     with torch.no_grad():
         got = model.bank_differences(c, r)  # (2, 7, 5)
         z = model.bank.latents
-        want = torch.stack([model.reward(c, z[m].expand(2, -1)) - model.reward(r, z[m].expand(2, -1))
-                            for m in range(5)], -1)
+        want = torch.stack([model.reward(c, z[m].expand(2, -1))
+                            - model.reward(r, z[m].expand(2, -1)) for m in range(5)], -1)
     assert got.shape == (2, 7, 5)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 

@@ -93,7 +93,7 @@ def select(suite: str | Suite, *, seeds: int | None = None, models: Sequence[str
         unknown = sorted(set(train) - known)
         if unknown:
             raise ValueError(f"unknown training option(s) {unknown}; expected some of "
-                                     f"{sorted(known)}")
+                             f"{sorted(known)}")
         suite = dataclasses.replace(suite, train={**suite.train, **train})
     if seeds is not None:
         suite = dataclasses.replace(suite, seeds=seeds)
@@ -191,7 +191,8 @@ def _write(out: Path, suite: Suite, results: list[dict[str, Any]], order: list[s
 
 def run_bench(suite: str | Suite, out: str | os.PathLike, *, seeds: int | None = None,
               models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-              train: Mapping[str, Any] | None = None, jobs: int = 0, progress: bool = True, hh_path: str | os.PathLike | None = None,
+              train: Mapping[str, Any] | None = None, jobs: int = 0, progress: bool = True,
+              hh_path: str | os.PathLike | None = None,
               log: Callable[[str], None] = print, embed_model: str | None = None,
               item_dim: int | None = DEFAULT_ITEM_DIM, identity: str = "off") -> dict[str, Any]:
     """Run a suite and write OUT/report.md, OUT/results.json and the plots; returns the table.
