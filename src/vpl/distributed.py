@@ -30,6 +30,13 @@ def setup() -> tuple[int, int]:
     (rank, world size)."""
     rank, world = rank_and_world()
     if world > 1 and not dist.is_initialized():
+        # torch._dynamo (which the optimizers import on first use) keeps references to the
+        # process groups that exist when it is imported; then `destroy_process_group` cannot
+        # free the group, gloo's worker threads outlive it and may release the last work's
+        # tensors while the interpreter shuts down, which aborts the process. Imported
+        # first, it holds nothing, and `finish` joins those threads.
+        import torch._dynamo  # noqa: F401
+
         gpu = torch.cuda.is_available() and torch.cuda.device_count() >= world
         dist.init_process_group("nccl" if gpu else "gloo")
     return rank, world

@@ -97,6 +97,35 @@ def test_two_processes_under_torchrun_match_one(pets_full, tmp_path):
     assert not list(tmp_path.glob(".two*"))  # no temporary directory left behind
 
 
+LEAVE = """
+import os
+import torch
+from vpl import distributed
+distributed.setup()
+torch.optim.AdamW(torch.nn.Linear(2, 1).parameters())  # the optimizers import torch._dynamo
+distributed.finish()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+with open(os.path.join(os.path.dirname(__file__), f"threads{os.environ['RANK']}"), "w") as f:
+    f.write(" ".join(sorted(names)))
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None or not Path("/proc").is_dir(),
+                    reason="needs torchrun beside this interpreter and Linux's /proc")
+def test_finish_joins_the_gloo_threads(tmp_path):
+    # Left running, they could release a tensor while the interpreter shuts down, which
+    # aborts the process ("terminate called without an active exception").
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    out = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2",
+                          str(script)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rank in (0, 1):
+        threads = (tmp_path / f"threads{rank}").read_text()
+        assert "gloo" not in threads, threads
+
+
 @pytest.mark.skipif(shutil.which("accelerate", path=str(BIN)) is None,
                     reason="accelerate is not installed beside this interpreter")
 def test_accelerate_launch_trains_the_same_way(pets_full, tmp_path):
