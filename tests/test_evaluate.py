@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vpl.evaluate import PairScores, evaluate_pairs
+from vpl.evaluate import PairScores, context_batches, evaluate_pairs, pair_contexts
 from vpl.models import build
 
 
@@ -68,3 +68,13 @@ def test_evaluate_pairs_scores_every_pair_with_contexts_of_its_user(linear_users
     # a pool whose pairs repeat the targets' items: no target is item-disjoint any more
     assert not evaluate_pairs(model, data, pool=data.subset(np.arange(len(data))),
                               context_size=len(data)).item_disjoint.all()
+
+
+def test_context_batches_keep_a_users_targets_together_and_cover_every_row(linear_users):
+    train, _ = linear_users
+    data = train.subset(np.random.default_rng(0).permutation(len(train)))  # users interleaved
+    ctx, _ = pair_contexts(data, data, 4, seed=0)
+    rows = [r for r, _ in context_batches(data, data, ctx, batch_size=16)]
+    order = np.concatenate(rows)
+    assert sorted(order.tolist()) == list(range(len(data)))
+    assert (np.diff(data.user[order]) >= 0).all()

@@ -101,13 +101,14 @@ def pair_contexts(targets: PairData, pool: PairData, context_size: int, seed: in
 
 def context_batches(targets: PairData, pool: PairData, ctx: np.ndarray, *,
                     batch_size: int = 1024, device: str = "cpu"
-                    ) -> Iterator[tuple[slice, ContextBatch]]:
+                    ) -> Iterator[tuple[np.ndarray, ContextBatch]]:
     """Batches of one target pair per row with its context `ctx` (`pair_contexts`), and the
-    rows of `targets` each holds."""
-    rows = np.arange(len(targets))
+    rows of `targets` each holds. A user's targets go together, and each batch carries its
+    distinct context pairs (`build_batch(distinct=True)`): their contexts overlap."""
+    order = np.argsort(targets.user, kind="stable")
     for s in range(0, len(targets), batch_size):
-        sl = slice(s, s + batch_size)
-        yield sl, build_batch(targets, rows[sl, None], pool, ctx[sl]).to(device)
+        rows = order[s : s + batch_size]
+        yield rows, build_batch(targets, rows[:, None], pool, ctx[rows], distinct=True).to(device)
 
 
 @torch.no_grad()
@@ -123,8 +124,9 @@ def evaluate_pairs(model: RewardModel, targets: PairData, pool: PairData | None 
     model.eval()
     model.bind(targets)
     logits = np.empty(len(targets), dtype=np.float64)
-    for sl, batch in context_batches(targets, pool, ctx, batch_size=batch_size, device=device):
-        logits[sl] = model.predict(batch)[:, 0].double().cpu().numpy()
+    for rows, batch in context_batches(targets, pool, ctx, batch_size=batch_size,
+                                       device=device):
+        logits[rows] = model.predict(batch)[:, 0].double().cpu().numpy()
     return PairScores(logits=logits, user=targets.user.copy(), item_disjoint=disjoint,
                       users=targets.users)
 

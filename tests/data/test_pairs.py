@@ -20,6 +20,21 @@ def test_batch_builder_pads_with_zeros(linear_users):
     assert torch.equal(b.chosen[0, 0], torch.from_numpy(train.items[train.chosen[0]]))
 
 
+def test_distinct_context_pairs_fill_the_same_slots(linear_users):
+    train, _ = linear_users
+    c = np.array([[3, 4, -1], [4, 5, 3], [5, -1, -1]])
+    b = build_batch(train, np.array([[0], [1], [2]]), train, c, distinct=True).to("cpu")
+    chosen, rejected = b.ctx_distinct
+    assert len(chosen) == 3  # pairs 3, 4 and 5, once each
+    assert torch.equal(chosen[b.ctx_slot][b.ctx_mask], b.ctx_chosen[b.ctx_mask])
+    assert torch.equal(rejected[b.ctx_slot][b.ctx_mask], b.ctx_rejected[b.ctx_mask])
+    plain = build_batch(train, np.array([[0], [1], [2]]), train, c)
+    assert plain.ctx_slot is None and plain.ctx_distinct is None
+    assert torch.equal(plain.ctx_chosen, b.ctx_chosen)
+    empty = build_batch(train, np.array([[0]]), train, np.zeros((1, 0), dtype=np.int64),
+                        distinct=True)
+    assert empty.ctx_distinct is None  # nothing to share
+
 def test_pair_data_groups_by_user_and_subsets_keep_items_and_users():
     data = PairData(items=np.eye(6), user=[1, 0, 1, 1], chosen=[0, 1, 2, 3], rejected=[4, 5, 4, 5],
                     users=["a", "b"], pair_keys=["k0", "k1", "k2", "k3"])

@@ -11,7 +11,7 @@ import torch
 from vpl.evaluate import evaluate_pairs
 from vpl.models import build
 from vpl.train import TrainConfig, fit, seed_everything
-from vpl.train.loop import adamw
+from vpl.train.optim import adamw
 
 
 def test_training_is_seeded(linear_users):

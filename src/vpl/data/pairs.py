@@ -81,6 +81,10 @@ class ContextBatch:
 
     ctx_chosen, ctx_rejected: (B, K, D); ctx_mask: (B, K) True for real pairs.
     chosen, rejected: (B, T, D); target_mask: (B, T) True for real targets; user: (B,).
+    Optionally (`build_batch(..., distinct=True)`) the distinct context pairs once:
+    ctx_distinct: their chosen and rejected vectors (n, D) x2; ctx_slot: (B, K) which of them
+    fills each context slot (0 where padded). Contexts drawn from one user's pairs overlap, so
+    a model may score the n distinct pairs instead of the B * K slots.
     """
 
     ctx_chosen: torch.Tensor
@@ -90,12 +94,17 @@ class ContextBatch:
     rejected: torch.Tensor
     target_mask: torch.Tensor
     user: torch.Tensor
+    ctx_slot: torch.Tensor | None = None
+    ctx_distinct: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def to(self, device: torch.device | str) -> ContextBatch:
         """Move every tensor to a device."""
-        return ContextBatch(*(t.to(device) for t in (
-            self.ctx_chosen, self.ctx_rejected, self.ctx_mask, self.chosen, self.rejected,
-            self.target_mask, self.user)))
+        return ContextBatch(
+            *(t.to(device) for t in (self.ctx_chosen, self.ctx_rejected, self.ctx_mask,
+                                     self.chosen, self.rejected, self.target_mask, self.user)),
+            ctx_slot=None if self.ctx_slot is None else self.ctx_slot.to(device),
+            ctx_distinct=(None if self.ctx_distinct is None
+                          else (self.ctx_distinct[0].to(device), self.ctx_distinct[1].to(device))))
 
 
 def _gather(items: np.ndarray, idx: np.ndarray) -> torch.Tensor:
@@ -106,8 +115,9 @@ def _gather(items: np.ndarray, idx: np.ndarray) -> torch.Tensor:
 
 
 def build_batch(targets: PairData, target_idx: np.ndarray, pool: PairData,
-                ctx_idx: np.ndarray) -> ContextBatch:
-    """Tensors for target pairs `target_idx` (B, T) and context pairs `ctx_idx` (B, K) of `pool`.
+                ctx_idx: np.ndarray, *, distinct: bool = False) -> ContextBatch:
+    """Tensors for target pairs `target_idx` (B, T) and context pairs `ctx_idx` (B, K) of `pool`
+    (with `distinct`, also the distinct context pairs and the slot each fills).
 
     Padding entries are -1 in either index array.
     """
@@ -120,6 +130,14 @@ def build_batch(targets: PairData, target_idx: np.ndarray, pool: PairData,
     c_ch = np.where(c_ok, pool.chosen[c_safe], -1)
     c_rj = np.where(c_ok, pool.rejected[c_safe], -1)
     first = np.where(t_ok.any(1), t_safe[np.arange(len(t_safe)), t_ok.argmax(1)], 0)
+    slot = ctx_distinct = None
+    if distinct and c_ok.any():  # (not for empty contexts)
+        pairs, inverse = np.unique(ctx_idx[c_ok], return_inverse=True)
+        filled = np.zeros(ctx_idx.shape, dtype=np.int64)
+        filled[c_ok] = inverse
+        slot = torch.from_numpy(filled)
+        ctx_distinct = (torch.from_numpy(pool.items[pool.chosen[pairs]]),
+                        torch.from_numpy(pool.items[pool.rejected[pairs]]))
     return ContextBatch(
         ctx_chosen=_gather(pool.items, c_ch),
         ctx_rejected=_gather(pool.items, c_rj),
@@ -128,4 +146,6 @@ def build_batch(targets: PairData, target_idx: np.ndarray, pool: PairData,
         rejected=_gather(targets.items, t_rj),
         target_mask=torch.from_numpy(t_ok),
         user=torch.from_numpy(targets.user[first]),
+        ctx_slot=slot,
+        ctx_distinct=ctx_distinct,
     )

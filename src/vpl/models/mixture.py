@@ -40,14 +40,33 @@ from vpl.models.base import LossOutput, Posterior, register
 from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import mlp
 
+TINY = 1e-30
+"""Below this, a mixture probability summed in float32 has lost digits to underflow."""
+
 
 def mixture_log_odds(log_weights: torch.Tensor, head_logits: torch.Tensor) -> torch.Tensor:
     """Log-odds of the mixture probability sum_m w_m sigmoid(l_m).
 
     log_weights: (..., M) normalized log mixture weights; head_logits: (..., T, M) per-head
-    log-odds. log P = logsumexp_m(log w_m + logsigmoid(l_m)) and log(1 - P) likewise with -l_m,
-    so no probability is ever subtracted from one. Returns (..., T).
+    log-odds. P and 1 - P are each a weighted sum (sigmoid(l_m) and sigmoid(-l_m)), so no
+    probability is ever subtracted from one. Without gradients the sums are two matrix
+    products, and only where one underflows (below `TINY`) are they taken in log space,
+    logsumexp_m(log w_m + logsigmoid(+-l_m)), which is exact everywhere but several times
+    slower; with gradients always in log space. Returns (..., T).
     """
+    if torch.is_grad_enabled() and (log_weights.requires_grad or head_logits.requires_grad):
+        return _log_space_log_odds(log_weights, head_logits)
+    w = log_weights.exp().unsqueeze(-1)  # (..., M, 1)
+    p = (torch.sigmoid(head_logits) @ w).squeeze(-1)
+    q = (torch.sigmoid(-head_logits) @ w).squeeze(-1)
+    out = p.log() - q.log()
+    tiny = (p < TINY) | (q < TINY)
+    if bool(tiny.any()):
+        out = torch.where(tiny, _log_space_log_odds(log_weights, head_logits), out)
+    return out
+
+
+def _log_space_log_odds(log_weights: torch.Tensor, head_logits: torch.Tensor) -> torch.Tensor:
     lw = log_weights.unsqueeze(-2)  # (..., 1, M)
     return (torch.logsumexp(lw + F.logsigmoid(head_logits), -1)
             - torch.logsumexp(lw + F.logsigmoid(-head_logits), -1))

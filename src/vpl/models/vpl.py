@@ -42,6 +42,7 @@ from vpl.models.base import LossOutput, Posterior, register
 from vpl.models.effects import context_batch, context_item_effects
 from vpl.models.latent import LatentRewardModel
 from vpl.models.layers import PairEncoder, SetEncoder, mlp
+from vpl.models.mixture import mixture_log_odds
 
 
 @dataclass(frozen=True)
@@ -270,9 +271,12 @@ class VPL(LatentRewardModel):
         reward is linear in phi, every pair's feature difference)."""
         shape, d = chosen.shape[:-1], chosen.shape[-1]
         if self.config.latent_mode == "head":
-            diff = self.pair_features(chosen.reshape(-1, d), rejected.reshape(-1, d))
-            return self.reward_table(diff, self.bank.latents, budget).T.reshape(
-                *shape, len(self.bank))
+            diff = self.pair_features(chosen.reshape(-1, d), rejected.reshape(-1, d))  # (P, H)
+            # d . (w + W z_m) = d . w + (W^T d) . z_m: Z products per latent instead of H, and
+            # the result comes out (P, M) in row order for the elementwise work that follows
+            out = torch.addmm((diff @ self.head_base).unsqueeze(1),
+                              diff @ self.head_from_z.weight, self.bank.latents.T)
+            return out.reshape(*shape, len(self.bank))
         r = self.reward_table(self.item_part(torch.cat([chosen.reshape(-1, d),
                                                         rejected.reshape(-1, d)])),
                               self.bank.latents, budget)  # (M, 2P)
@@ -358,6 +362,15 @@ class VPL(LatentRewardModel):
         w = self.head_base + self.head_from_z(zt)  # (B, T, H)
         return (self.features(x) * w).sum(-1)
 
+    def pair_logits(self, chosen: torch.Tensor, rejected: torch.Tensor, z: torch.Tensor
+                    ) -> torch.Tensor:
+        """Reward differences r(c, z) - r(r, z) of pairs (B, T, D) x2 for latents z (B, Z)
+        -> (B, T); in `head` mode from each pair's feature difference."""
+        if self.config.latent_mode != "head":
+            return self.reward(chosen, z) - self.reward(rejected, z)
+        w = self.head_base + self.head_from_z(z)  # (B, H)
+        return (self.pair_features(chosen, rejected) * w.unsqueeze(1)).sum(-1)
+
     def _latent(self, post: Posterior, sample: bool) -> torch.Tensor:
         if not sample:
             return post.mean
@@ -382,8 +395,18 @@ class VPL(LatentRewardModel):
         if not (self.uses_bank and self.config.bank_predict == "mixture"):
             return super().scorer(batch)
         eps = self.config.label_noise
-        ctx = self.bank_differences(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
-        log_lik = _context_log_likelihood(ctx, batch.ctx_mask, eps)  # (B, M)
+        if batch.ctx_distinct is not None and batch.ctx_slot is not None:
+            # each distinct context pair once; every context sums its pairs' rows
+            per_pair = self.bank_differences(*batch.ctx_distinct)  # (n, M)
+            log_lik = nn.functional.embedding_bag(
+                batch.ctx_slot, preference_log_likelihood(per_pair, eps), mode="sum",
+                per_sample_weights=batch.ctx_mask.to(per_pair.dtype))  # (B, M)
+            slot = batch.ctx_slot
+            ctx_differences = lambda: per_pair[slot]  # noqa: E731
+        else:
+            ctx = self.bank_differences(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
+            log_lik = _context_log_likelihood(ctx, batch.ctx_mask, eps)  # (B, M)
+            ctx_differences = lambda: ctx  # noqa: E731
         n_pairs = batch.ctx_mask.sum(1)
         targets = noisy_logits(self.bank_differences(batch.chosen, batch.rejected), eps)
         has_context = bool(batch.ctx_mask.any())
@@ -395,13 +418,14 @@ class VPL(LatentRewardModel):
                 memo.clear()
                 memo["tau"] = self.bank.temperature.clone()
                 memo["hidden"] = self.bank.hidden
-                memo["log_w"] = self.bank.log_weights(log_lik, n_pairs).unsqueeze(1)  # (B,1,M)
-                memo["out"] = _mixture_logits(targets, memo["log_w"])
+                memo["log_w"] = self.bank.log_weights(log_lik, n_pairs)  # (B, M)
+                # the posterior predictive sum_m w_m p(y | z_m) as log-odds
+                memo["out"] = mixture_log_odds(memo["log_w"], targets)
             strength = float(self.item_effect)
             if strength <= 0 or eps > 0 or not has_context:
                 return memo["out"]
             if "ctx" not in memo:
-                memo["ctx"] = _mixture_logits(ctx, memo["log_w"])
+                memo["ctx"] = mixture_log_odds(memo["log_w"], ctx_differences())
             return memo["out"] + context_item_effects(batch, memo["ctx"], strength)
 
         return score
@@ -409,7 +433,7 @@ class VPL(LatentRewardModel):
     def _latent_logits(self, batch: ContextBatch, sample: bool) -> torch.Tensor:
         """Log-odds (B, T) under one latent per row (no item effects)."""
         z = self._latent(self.posterior(batch), sample)
-        return noisy_logits(self.reward(batch.chosen, z) - self.reward(batch.rejected, z),
+        return noisy_logits(self.pair_logits(batch.chosen, batch.rejected, z),
                             self.config.label_noise)
 
     def loss(self, batch: ContextBatch, *, kl_weight: float = 1.0) -> LossOutput:
@@ -442,15 +466,9 @@ class VPL(LatentRewardModel):
         return LossOutput(loss, logits, {"nll": nll.item(), "kl": kl.item()})
 
 
-def _mixture_logits(per: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
-    """Log-odds (B, T) of the posterior predictive sum_m w_m p(y | z_m), from the log-odds
-    (B, T, M) under each latent and log-weights (B, 1, M)."""
-    return (torch.logsumexp(log_w + nn.functional.logsigmoid(per), -1)
-            - torch.logsumexp(log_w + nn.functional.logsigmoid(-per), -1))
-
-
 def _context_log_likelihood(diffs: torch.Tensor, mask: torch.Tensor, label_noise: float
                             ) -> torch.Tensor:
     """log p(context | z_m) (B, M) from the context pairs' reward differences under every
     latent (B, K, M) and the mask (B, K) of real pairs."""
-    return (preference_log_likelihood(diffs, label_noise) * mask.unsqueeze(-1)).sum(1)
+    ll = preference_log_likelihood(diffs, label_noise)
+    return torch.bmm(mask.to(ll.dtype).unsqueeze(1), ll).squeeze(1)  # the masked sum over K

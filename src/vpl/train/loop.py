@@ -7,9 +7,8 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from vpl.losses import kl_anneal
 from vpl.models import RewardModel
 from vpl.train.callbacks import Callback, callbacks_for
 from vpl.train.logging import Logger, NullLogger
+from vpl.train.optim import adamw
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +111,6 @@ def split_selection_users(train: PairData, val: PairData | None, share: float, s
     if val is not None:
         keep_val = val.subset(np.flatnonzero(~np.isin(val.user, held)))
     return (train.subset(np.flatnonzero(~out)), keep_val, train.subset(np.flatnonzero(out)))
-
-
-def adamw(params: Iterable[torch.nn.Parameter], **options: Any) -> torch.optim.AdamW:
-    """AdamW with its fused kernel where every parameter's device has one (CPU, CUDA): one
-    kernel for all parameters instead of a handful of small operations per tensor, which is
-    most of the optimizer's cost at our model sizes. Equal to the per-tensor loop up to
-    rounding."""
-    params = list(params)
-    fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.AdamW(params, fused=fused or None, **options)
 
 
 def seed_everything(seed: int) -> None:

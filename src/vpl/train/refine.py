@@ -30,6 +30,7 @@ from vpl.losses import bradley_terry_nll
 from vpl.models.bank import subsample_rows
 from vpl.models.solvers import newton_map
 from vpl.models.vpl import VPL, VPLConfig
+from vpl.train.optim import adamw
 
 Validate = Callable[[], float]
 
@@ -171,8 +172,8 @@ def _m_step(model: VPL, data: PairData, z_of: torch.Tensor, opt: torch.optim.Opt
         for s in range(0, len(order), batch_size):
             i = order[s : s + batch_size]
             z = z_of[owner[i]]
-            logits = (model.reward(items[chosen[i]].unsqueeze(1), z)
-                      - model.reward(items[rejected[i]].unsqueeze(1), z))
+            logits = model.pair_logits(items[chosen[i]].unsqueeze(1),
+                                       items[rejected[i]].unsqueeze(1), z)
             loss = bradley_terry_nll(logits, label_noise=model.config.label_noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -186,7 +187,8 @@ def refine_epochs(model: VPL, data: PairData, epochs: int, seed: int, batch_size
     Returns `refine_epochs_kept` and, with `validate`, the accuracy before and after."""
     base_acc = validate() if validate is not None else float("nan")
     use_map = estep == "map"
-    opt = torch.optim.Adam(list(model.decoder_parameters().values()), lr=model.config.refine_lr)
+    opt = adamw(model.decoder_parameters().values(), lr=model.config.refine_lr,
+                weight_decay=0.0)  # Adam
     gen = torch.Generator().manual_seed(seed)
     dev = model.bank.latents.device
     was = model.training

@@ -89,11 +89,11 @@ class HeldOutUsers:
                 for j, k in enumerate(self.ks):
                     ctx, disjoint = pair_contexts(held, held, k, self.seed)
                     logits = np.empty((len(values), len(held)))
-                    for sl, batch in context_batches(held, held, ctx, device=str(device)):
+                    for rows, batch in context_batches(held, held, ctx, device=str(device)):
                         score = self.model.scorer(batch)
                         for i, v in enumerate(values):
                             apply(v)
-                            logits[i, sl] = score()[:, 0].double().cpu().numpy()
+                            logits[i, rows] = score()[:, 0].double().cpu().numpy()
                     keep = disjoint if item_disjoint else np.ones(len(held), dtype=bool)
                     for i in range(len(values)):
                         fold[i, j] = _user_loglik(logits[i], held.user, keep, len(held.users))
