@@ -204,10 +204,16 @@ def main() -> None:
             shutil.rmtree(store)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out = Path(args.out)
-    loglog_plot(rows, out.with_suffix(".png"))
-    atomic_write_text(out, report(rows, args.dim, time.perf_counter() - t0))
+    out = write_report(rows, args.dim, time.perf_counter() - t0, Path(args.out))
     print(out.read_text())
+
+
+def write_report(rows: list[dict], dim: int, seconds: float, out: Path) -> Path:
+    """The report at `out` and its plot beside it (the folder made if missing)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    loglog_plot(rows, out.with_suffix(".png"))
+    atomic_write_text(out, report(rows, dim, seconds))
+    return out
 
 
 if __name__ == "__main__":

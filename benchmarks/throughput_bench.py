@@ -11,7 +11,11 @@ its data collator does. `vpl` is our default model through `vpl.train.fit` (batc
 included). Both see random items (D=384), H=256, Z=32, K=8, the same target pairs.
 
 Usage: python benchmarks/throughput_bench.py [--pairs 8000] [--epochs 3] [--repeats 2]
-       [--out benchmarks/results/throughput.md]
+       [--threads 1] [--out benchmarks/results/throughput.md]
+
+`--threads` sets torch's CPU threads for both (`vpl` trains with `TrainConfig.threads`, the
+same number): 1 by default, as `vpl train` and each `vpl bench` worker run; 2 uses both cores
+of the 2-core machine.
 """
 
 from __future__ import annotations
@@ -102,11 +106,12 @@ def official_epochs(data: PairData, epochs: int, batch: int, seed: int = 0) -> f
     return epochs * len(data) / (time.perf_counter() - t0)
 
 
-def vpl_epochs(data: PairData, epochs: int, users_per_batch: int = 8) -> float:
+def vpl_epochs(data: PairData, epochs: int, users_per_batch: int = 8, threads: int = 1) -> float:
     """Target pairs per second of `vpl.train.fit`'s training steps (batch building included)."""
     torch.manual_seed(0)
     m = build_for("vpl", data)
-    cfg = TrainConfig(epochs=epochs, context_size=K, users_per_batch=users_per_batch)
+    cfg = TrainConfig(epochs=epochs, context_size=K, users_per_batch=users_per_batch,
+                      threads=threads)
     res = fit(m, data, None, cfg, progress=False, callbacks=[])
     return res.pairs_per_second
 
@@ -116,9 +121,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=8000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads, for both")
     ap.add_argument("--out", default="benchmarks/results/throughput.md")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     data = random_data(args.pairs)
     rows: dict[str, list[float]] = {"official VAE, batch 64": [], "official VAE, batch 32": [],
                                     "vpl (default: 8 users x 8 targets a step)": [],
@@ -126,12 +132,15 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every row
         rows["official VAE, batch 64"].append(official_epochs(data, args.epochs, 64))
         rows["official VAE, batch 32"].append(official_epochs(data, args.epochs, 32))
-        rows["vpl (default: 8 users x 8 targets a step)"].append(vpl_epochs(data, args.epochs))
-        rows["vpl, 32 users a step (not the default)"].append(vpl_epochs(data, args.epochs, 32))
+        rows["vpl (default: 8 users x 8 targets a step)"].append(
+            vpl_epochs(data, args.epochs, threads=args.threads))
+        rows["vpl, 32 users a step (not the default)"].append(
+            vpl_epochs(data, args.epochs, 32, threads=args.threads))
     base = max(rows["official VAE, batch 64"])
     lines = ["# Training throughput against the official VPL implementation", "",
              f"`python benchmarks/throughput_bench.py --pairs {args.pairs} --epochs "
-             f"{args.epochs} --repeats {args.repeats}` at commit {git_commit()}, 1 thread. "
+             f"{args.epochs} --repeats {args.repeats} --threads {args.threads}` at commit "
+             f"{git_commit()}, {args.threads} thread(s). "
              f"Random items, D={DIM}, H={HIDDEN}, Z={LATENT}, K={K}; target pairs per second "
              "of the training steps (best of the repeats).", "",
              "| model | target pairs/s | x official (batch 64) |", "|---|---|---|"]
