@@ -211,8 +211,9 @@ def main() -> None:
 def write_report(rows: list[dict], dim: int, seconds: float, out: Path) -> Path:
     """The report at `out` and its plot beside it (the folder made if missing)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    text = report(rows, dim, seconds)  # before the plot changes a tracked file (the commit)
     loglog_plot(rows, out.with_suffix(".png"))
-    atomic_write_text(out, report(rows, dim, seconds))
+    atomic_write_text(out, text)
     return out
 
 
