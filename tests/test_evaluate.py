@@ -74,7 +74,27 @@ def test_context_batches_keep_a_users_targets_together_and_cover_every_row(linea
     train, _ = linear_users
     data = train.subset(np.random.default_rng(0).permutation(len(train)))  # users interleaved
     ctx, _ = pair_contexts(data, data, 4, seed=0)
-    rows = [r for r, _ in context_batches(data, data, ctx, batch_size=16)]
-    order = np.concatenate(rows)
+    batches = list(context_batches(data, data, ctx, batch_size=16))
+    assert all(b.ctx_distinct is None for _, b in batches)  # only for models that read them
+    order = np.concatenate([r for r, _ in batches])
     assert sorted(order.tolist()) == list(range(len(data)))
     assert (np.diff(data.user[order]) >= 0).all()
+    _, first = next(context_batches(data, data, ctx, batch_size=16, distinct=True))
+    assert first.ctx_distinct is not None and first.ctx_slot.shape == first.ctx_mask.shape
+
+
+def test_large_target_sets_are_scored_in_chunks(linear_users, monkeypatch):
+    import vpl.evaluate as ev
+
+    _, test = linear_users
+    torch.manual_seed(0)
+    btl = build("btl", test.dim, hidden=8)
+    vpl = build("vpl", test.dim, latent_dim=3, hidden=16)
+    whole = [evaluate_pairs(m, test, context_size=4) for m in (btl, vpl)]
+    monkeypatch.setattr(ev, "EVAL_CHUNK", 7)  # every chunk draws its own contexts
+    chunked = [evaluate_pairs(m, test, context_size=4) for m in (btl, vpl)]
+    np.testing.assert_allclose(chunked[0].logits, whole[0].logits, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(chunked[1].logits).all() and len(chunked[1].logits) == len(test)
+    # other contexts, so other scores, but as good: every pair scored with its own user's
+    assert abs(chunked[1].accuracy - whole[1].accuracy) < 0.1
+    assert not np.array_equal(chunked[1].logits, whole[1].logits)

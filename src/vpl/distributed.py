@@ -34,7 +34,8 @@ def setup() -> tuple[int, int]:
         # process groups that exist when it is imported; then `destroy_process_group` cannot
         # free the group, gloo's worker threads outlive it and may release the last work's
         # tensors while the interpreter shuts down, which aborts the process. Imported
-        # first, it holds nothing, and `finish` joins those threads.
+        # first, it holds nothing, and `finish` joins those threads. (A group that other code
+        # joined before `setup`, with torch._dynamo first imported after, is out of reach.)
         import torch._dynamo  # noqa: F401
 
         gpu = torch.cuda.is_available() and torch.cuda.device_count() >= world

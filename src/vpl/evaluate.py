@@ -81,16 +81,25 @@ class PairScores:
         }
 
 
-def pair_contexts(targets: PairData, pool: PairData, context_size: int, seed: int
+EVAL_CHUNK = 1 << 20
+"""`evaluate_pairs` draws contexts for and scores at most this many target pairs at a time, so
+its memory does not grow with the number of pairs (up to this many, the draws are those of one
+`pair_contexts` call)."""
+
+
+def pair_contexts(targets: PairData, pool: PairData, context_size: int, seed: int, *,
+                  rows: np.ndarray | None = None, rng: np.random.Generator | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """A context of K other pairs of its user from `pool` for every pair of `targets`, (P, K)
-    row indices into `pool` (-1 pads), and whether each target pair shares no item with it."""
-    n = len(targets)
-    ctx = sample_contexts(targets, np.arange(n), pool, context_size,
-                          np.random.default_rng(seed)) if context_size > 0 else \
-        np.full((n, 0), -1, dtype=np.int64)
+    """A context of K other pairs of its user from `pool` for every pair of `targets` (or for
+    its pairs `rows`), (P, K) row indices into `pool` (-1 pads), and whether each target pair
+    shares no item with it. Draws from `rng` if given, else from a generator seeded `seed`."""
+    rows = np.arange(len(targets)) if rows is None else np.asarray(rows, dtype=np.int64)
+    rng = np.random.default_rng(seed) if rng is None else rng
+    ctx = sample_contexts(targets, rows, pool, context_size, rng) if context_size > 0 else \
+        np.full((len(rows), 0), -1, dtype=np.int64)
     # item-disjointness: compare response keys of the target with those in its context
-    t_keys = np.stack([targets.item_keys[targets.chosen], targets.item_keys[targets.rejected]], 1)
+    t_keys = np.stack([targets.item_keys[targets.chosen[rows]],
+                       targets.item_keys[targets.rejected[rows]]], 1)
     safe = np.maximum(ctx, 0)
     c_keys = np.concatenate([pool.item_keys[pool.chosen[safe]],
                              pool.item_keys[pool.rejected[safe]]], axis=1)  # (P, 2K)
@@ -100,15 +109,20 @@ def pair_contexts(targets: PairData, pool: PairData, context_size: int, seed: in
 
 
 def context_batches(targets: PairData, pool: PairData, ctx: np.ndarray, *,
-                    batch_size: int = 1024, device: str = "cpu"
+                    rows: np.ndarray | None = None, batch_size: int = 1024,
+                    device: str = "cpu", distinct: bool = False
                     ) -> Iterator[tuple[np.ndarray, ContextBatch]]:
-    """Batches of one target pair per row with its context `ctx` (`pair_contexts`), and the
-    rows of `targets` each holds. A user's targets go together, and each batch carries its
-    distinct context pairs (`build_batch(distinct=True)`): their contexts overlap."""
-    order = np.argsort(targets.user, kind="stable")
-    for s in range(0, len(targets), batch_size):
-        rows = order[s : s + batch_size]
-        yield rows, build_batch(targets, rows[:, None], pool, ctx[rows], distinct=True).to(device)
+    """Batches of one target pair per row with its context `ctx` (`pair_contexts`, for every
+    pair of `targets` or for its pairs `rows`), and the rows of `targets` each holds. A user's
+    targets go together, so their contexts, drawn from the same pairs, overlap; with `distinct`
+    each batch carries its distinct context pairs (`build_batch(distinct=True)`; for models
+    that read them, `RewardModel.reads_distinct_contexts`)."""
+    rows = np.arange(len(targets)) if rows is None else np.asarray(rows, dtype=np.int64)
+    order = np.argsort(targets.user[rows], kind="stable")
+    for s in range(0, len(rows), batch_size):
+        pos = order[s : s + batch_size]
+        yield rows[pos], build_batch(targets, rows[pos, None], pool, ctx[pos],
+                                     distinct=distinct).to(device)
 
 
 @torch.no_grad()
@@ -120,13 +134,20 @@ def evaluate_pairs(model: RewardModel, targets: PairData, pool: PairData | None 
     Contexts come from `pool` (default: `targets` itself, never including the scored pair).
     """
     pool = targets if pool is None else pool
-    ctx, disjoint = pair_contexts(targets, pool, context_size, seed)
     model.eval()
     model.bind(targets)
-    logits = np.empty(len(targets), dtype=np.float64)
-    for rows, batch in context_batches(targets, pool, ctx, batch_size=batch_size,
-                                       device=device):
-        logits[rows] = model.predict(batch)[:, 0].double().cpu().numpy()
+    n = len(targets)
+    logits = np.empty(n, dtype=np.float64)
+    disjoint = np.ones(n, dtype=bool)
+    rng = np.random.default_rng(seed)
+    for s in range(0, n, EVAL_CHUNK):  # `EVAL_CHUNK` targets' contexts at a time
+        chunk = np.arange(s, min(n, s + EVAL_CHUNK))
+        ctx, disjoint[chunk] = pair_contexts(targets, pool, context_size, seed, rows=chunk,
+                                             rng=rng)
+        for rows, batch in context_batches(targets, pool, ctx, rows=chunk, batch_size=batch_size,
+                                           device=device,
+                                           distinct=model.reads_distinct_contexts):
+            logits[rows] = model.predict(batch)[:, 0].double().cpu().numpy()
     return PairScores(logits=logits, user=targets.user.copy(), item_disjoint=disjoint,
                       users=targets.users)
 

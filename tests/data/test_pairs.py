@@ -35,6 +35,7 @@ def test_distinct_context_pairs_fill_the_same_slots(linear_users):
                         distinct=True)
     assert empty.ctx_distinct is None  # nothing to share
 
+
 def test_pair_data_groups_by_user_and_subsets_keep_items_and_users():
     data = PairData(items=np.eye(6), user=[1, 0, 1, 1], chosen=[0, 1, 2, 3], rejected=[4, 5, 4, 5],
                     users=["a", "b"], pair_keys=["k0", "k1", "k2", "k3"])

@@ -32,6 +32,7 @@ def test_mixture_log_odds_are_exact_with_and_without_gradients_and_where_sums_un
     out.sum().backward()
     assert torch.isfinite(graded.grad).all()
 
+
 def test_head_posterior_adds_the_context_log_likelihood_to_the_prior():
     from vpl.models.mixture import head_posterior
 

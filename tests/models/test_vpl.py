@@ -162,27 +162,35 @@ def test_pair_logits_are_the_reward_differences(opts):
     torch.testing.assert_close(model.pair_logits(c, r, z),
                                model.reward(c, z) - model.reward(r, z), rtol=1e-5, atol=1e-5)
 
-@pytest.mark.parametrize("label_noise", [0.0, 0.1])
-def test_scoring_each_distinct_context_pair_once_changes_no_prediction(linear_users,
+
+@pytest.mark.parametrize(("opts", "label_noise"), [
+    ({}, 0.0), ({}, 0.1), ({"latent_mode": "concat", "inference": "bank"}, 0.0)])
+def test_scoring_each_distinct_context_pair_once_changes_no_prediction(linear_users, opts,
                                                                        label_noise):
     from vpl.data.pairs import build_batch
     from vpl.evaluate import pair_contexts
 
     data, _ = linear_users
     data = data.subset(np.flatnonzero(data.user < 4))
-    model = build("vpl", data.dim, latent_dim=3, hidden=16, label_noise=label_noise).eval()
+    model = build("vpl", data.dim, latent_dim=3, hidden=16, label_noise=label_noise,
+                  **opts).eval()
     model.bank.latents = torch.randn(6, 3, generator=torch.Generator().manual_seed(2))
+    model.bank.hidden = torch.tensor([False, True, False, False, True, False])
     model.bank.temperature.fill_(0.7)
     model.item_effect.fill_(0.5)  # the context pairs' mixtures are used too
     model.bind(data)
+    assert model.reads_distinct_contexts
     ctx, _ = pair_contexts(data, data, 4, seed=0)
+    ctx[0] = -1  # a row without context beside rows with one
     rows = np.arange(len(data))[:, None]
     shared = build_batch(data, rows, data, ctx, distinct=True)
     assert len(shared.ctx_distinct[0]) < int(shared.ctx_mask.sum())  # contexts overlap
     every = dataclasses.replace(shared, ctx_slot=None, ctx_distinct=None)
     with torch.no_grad():
-        torch.testing.assert_close(model.scorer(shared)(), model.scorer(every)(),
-                                   rtol=1e-5, atol=1e-5)
+        got, want = model.scorer(shared)(), model.scorer(every)()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
 
 def test_empty_context_gives_the_bank_mean_and_training_uses_the_encoder():
     torch.manual_seed(0)

@@ -67,6 +67,12 @@ class RewardModel(nn.Module):
         """Log-odds (B, T) that each target's chosen beats its rejected."""
         raise NotImplementedError
 
+    @property
+    def reads_distinct_contexts(self) -> bool:
+        """Whether scoring now reads a batch's distinct context pairs (`ContextBatch.
+        ctx_distinct`), so evaluation should build them; by default it does not."""
+        return False
+
     def reward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Reward of items x (..., D); a model without a user latent ignores z."""
         raise NotImplementedError

@@ -56,7 +56,7 @@ def mixture_log_odds(log_weights: torch.Tensor, head_logits: torch.Tensor) -> to
     """
     if torch.is_grad_enabled() and (log_weights.requires_grad or head_logits.requires_grad):
         return _log_space_log_odds(log_weights, head_logits)
-    w = log_weights.exp().unsqueeze(-1)  # (..., M, 1)
+    w = log_weights.exp().to(head_logits.dtype).unsqueeze(-1)  # (..., M, 1)
     p = (torch.sigmoid(head_logits) @ w).squeeze(-1)
     q = (torch.sigmoid(-head_logits) @ w).squeeze(-1)
     out = p.log() - q.log()

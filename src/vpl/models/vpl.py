@@ -387,26 +387,29 @@ class VPL(LatentRewardModel):
         ctx_logits = self._latent_logits(context_batch(batch), sample)
         return out + context_item_effects(batch, ctx_logits, strength)
 
+    @property
+    def reads_distinct_contexts(self) -> bool:
+        """The bank's posterior predictive scores each distinct context pair once."""
+        return self.uses_bank and self.config.bank_predict == "mixture"
+
     def scorer(self, batch: ContextBatch) -> Callable[[], torch.Tensor]:
         """With the bank's posterior predictive (bank inference, `bank_predict='mixture'`):
         every pair's reward difference under every bank latent is computed here, once; each
         call then weighs them by the bank's current temperature (and hidden latents) and adds
         item effects of the current strength. Otherwise `predict` as is."""
-        if not (self.uses_bank and self.config.bank_predict == "mixture"):
+        if not self.reads_distinct_contexts:
             return super().scorer(batch)
         eps = self.config.label_noise
-        if batch.ctx_distinct is not None and batch.ctx_slot is not None:
+        distinct = batch.ctx_distinct is not None and batch.ctx_slot is not None
+        if distinct:
             # each distinct context pair once; every context sums its pairs' rows
             per_pair = self.bank_differences(*batch.ctx_distinct)  # (n, M)
             log_lik = nn.functional.embedding_bag(
                 batch.ctx_slot, preference_log_likelihood(per_pair, eps), mode="sum",
                 per_sample_weights=batch.ctx_mask.to(per_pair.dtype))  # (B, M)
-            slot = batch.ctx_slot
-            ctx_differences = lambda: per_pair[slot]  # noqa: E731
         else:
-            ctx = self.bank_differences(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
-            log_lik = _context_log_likelihood(ctx, batch.ctx_mask, eps)  # (B, M)
-            ctx_differences = lambda: ctx  # noqa: E731
+            per_pair = self.bank_differences(batch.ctx_chosen, batch.ctx_rejected)  # (B, K, M)
+            log_lik = _context_log_likelihood(per_pair, batch.ctx_mask, eps)  # (B, M)
         n_pairs = batch.ctx_mask.sum(1)
         targets = noisy_logits(self.bank_differences(batch.chosen, batch.rejected), eps)
         has_context = bool(batch.ctx_mask.any())
@@ -425,7 +428,8 @@ class VPL(LatentRewardModel):
             if strength <= 0 or eps > 0 or not has_context:
                 return memo["out"]
             if "ctx" not in memo:
-                memo["ctx"] = mixture_log_odds(memo["log_w"], ctx_differences())
+                ctx = per_pair[batch.ctx_slot] if distinct else per_pair  # (B, K, M)
+                memo["ctx"] = mixture_log_odds(memo["log_w"], ctx)
             return memo["out"] + context_item_effects(batch, memo["ctx"], strength)
 
         return score

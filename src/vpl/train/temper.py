@@ -89,7 +89,9 @@ class HeldOutUsers:
                 for j, k in enumerate(self.ks):
                     ctx, disjoint = pair_contexts(held, held, k, self.seed)
                     logits = np.empty((len(values), len(held)))
-                    for rows, batch in context_batches(held, held, ctx, device=str(device)):
+                    for rows, batch in context_batches(
+                            held, held, ctx, device=str(device),
+                            distinct=self.model.reads_distinct_contexts):
                         score = self.model.scorer(batch)
                         for i, v in enumerate(values):
                             apply(v)
