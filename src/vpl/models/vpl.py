@@ -377,7 +377,7 @@ class VPL(LatentRewardModel):
         return post.mean + torch.randn_like(post.mean) * (0.5 * post.logvar).exp()
 
     def logits(self, batch: ContextBatch, *, sample: bool = False) -> torch.Tensor:
-        if self.uses_bank and self.config.bank_predict == "mixture":
+        if self.predicts_bank_mixture:
             return self.scorer(batch)()
         out = self._latent_logits(batch, sample)
         strength = float(self.item_effect)
@@ -388,16 +388,22 @@ class VPL(LatentRewardModel):
         return out + context_item_effects(batch, ctx_logits, strength)
 
     @property
+    def predicts_bank_mixture(self) -> bool:
+        """Whether predictions are the bank's posterior predictive (bank inference in effect,
+        `bank_predict='mixture'`), which `scorer` computes."""
+        return self.uses_bank and self.config.bank_predict == "mixture"
+
+    @property
     def reads_distinct_contexts(self) -> bool:
         """The bank's posterior predictive scores each distinct context pair once."""
-        return self.uses_bank and self.config.bank_predict == "mixture"
+        return self.predicts_bank_mixture
 
     def scorer(self, batch: ContextBatch) -> Callable[[], torch.Tensor]:
         """With the bank's posterior predictive (bank inference, `bank_predict='mixture'`):
         every pair's reward difference under every bank latent is computed here, once; each
         call then weighs them by the bank's current temperature (and hidden latents) and adds
         item effects of the current strength. Otherwise `predict` as is."""
-        if not self.reads_distinct_contexts:
+        if not self.predicts_bank_mixture:
             return super().scorer(batch)
         eps = self.config.label_noise
         distinct = batch.ctx_distinct is not None and batch.ctx_slot is not None
