@@ -58,12 +58,22 @@ class SetEncoder(nn.Module):
         else:
             self.ff = mlp(dim, dim, dim, 1)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # h: (B, K, H), mask: (B, K) True = real -> (B, H)
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, last: nn.Linear | None = None
+                ) -> torch.Tensor:
+        """(B, K, H) vectors and mask (B, K), True = real -> (B, H). `last`: an affine layer
+        the vectors still have to pass through; `mean` applies it after the mean, which is
+        equal (an empty set pools to 0 either way) and takes B rows instead of B * K."""
         if self.kind == "mean":
             m = mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+            count = m.sum(1)  # (B, 1)
+            pooled = (h * m).sum(1) / count.clamp_min(1.0)
+            if last is not None:
+                pooled = nn.functional.linear(pooled, last.weight)
+                if last.bias is not None:
+                    pooled = pooled + last.bias * (count > 0).to(h.dtype)
             return self.ff(pooled)
+        if last is not None:
+            h = last(h)
         b = h.shape[0]
         seed = self.seed.expand(b, -1, -1)  # (B, 1, H)
         x = torch.cat([seed, h], dim=1)  # (B, 1+K, H)

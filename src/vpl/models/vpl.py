@@ -230,6 +230,19 @@ class VPL(LatentRewardModel):
             return self.features(chosen - rejected)
         return self.features(chosen) - self.features(rejected)
 
+    def pair_head(self, chosen: torch.Tensor, rejected: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """In `head` mode a pair's logit under z is `offset + slopes . z`, with offset d . w
+        (...,) and slopes W^T d (..., Z) of its feature difference d. With linear features
+        (`layers` 1, phi(x) = F x) they come from the item difference through F^T [w, W],
+        (D, 1 + Z), without the H-wide features of every pair."""
+        heads = torch.cat([self.head_base.unsqueeze(1), self.head_from_z.weight], 1)  # (H, 1+Z)
+        if self.config.layers == 1:
+            g = (chosen - rejected) @ (self.features[0].weight.T @ heads)
+        else:
+            g = self.pair_features(chosen, rejected) @ heads
+        return g[..., 0], g[..., 1:]
+
     @property
     def item_part_weight(self) -> torch.Tensor:
         """The parameter `item_part` depends on first (its version tells when a cache of item
@@ -271,11 +284,10 @@ class VPL(LatentRewardModel):
         reward is linear in phi, every pair's feature difference)."""
         shape, d = chosen.shape[:-1], chosen.shape[-1]
         if self.config.latent_mode == "head":
-            diff = self.pair_features(chosen.reshape(-1, d), rejected.reshape(-1, d))  # (P, H)
             # d . (w + W z_m) = d . w + (W^T d) . z_m: Z products per latent instead of H, and
             # the result comes out (P, M) in row order for the elementwise work that follows
-            out = torch.addmm((diff @ self.head_base).unsqueeze(1),
-                              diff @ self.head_from_z.weight, self.bank.latents.T)
+            offset, slopes = self.pair_head(chosen.reshape(-1, d), rejected.reshape(-1, d))
+            out = torch.addmm(offset.unsqueeze(1), slopes, self.bank.latents.T)
             return out.reshape(*shape, len(self.bank))
         r = self.reward_table(self.item_part(torch.cat([chosen.reshape(-1, d),
                                                         rejected.reshape(-1, d)])),
@@ -316,15 +328,24 @@ class VPL(LatentRewardModel):
             return self.bank_posterior(ctx_chosen, ctx_rejected, ctx_mask)
         return self.encode(ctx_chosen, ctx_rejected, ctx_mask)
 
-    def embed_pairs(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-        """Per-comparison vectors (..., H) of the pair encoder, before pooling."""
+    def embed_pairs(self, chosen: torch.Tensor, rejected: torch.Tensor,
+                    features: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-comparison vectors (..., H) that `pool` pools: the pair encoder's activations
+        before its last layer, which `pool` applies (`features`: the pairs' `pair_features`,
+        when the caller has them)."""
         if self.pair_input == "items":
-            return self.pair_encoder(chosen, rejected)
-        return self.pair_encoder(self.pair_features(chosen, rejected))
+            return self.pair_encoder.net[:-1](torch.cat([chosen, rejected], dim=-1))
+        if features is None:
+            features = self.pair_features(chosen, rejected)
+        return self.pair_encoder[:-1](features)
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> Posterior:
-        """q(z | context) from per-pair vectors (B, K, H) and mask (B, K)."""
-        mean, logvar = self.to_posterior(self.set_encoder(h, mask)).chunk(2, dim=-1)
+        """q(z | context) from per-pair vectors (B, K, H) of `embed_pairs` and mask (B, K).
+        The pair encoder's last layer is affine, so the mean set encoder applies it after the
+        mean, once per context instead of once per pair (`SetEncoder`)."""
+        last = self.pair_encoder.net[-1] if self.pair_input == "items" else self.pair_encoder[-1]
+        pooled = self.set_encoder(h, mask, last=last)
+        mean, logvar = self.to_posterior(pooled).chunk(2, dim=-1)
         return Posterior(mean, logvar.clamp(self.config.logvar_min, 4.0))
 
     def encode(self, ctx_chosen: torch.Tensor, ctx_rejected: torch.Tensor,
@@ -369,6 +390,9 @@ class VPL(LatentRewardModel):
         if self.config.latent_mode != "head":
             return self.reward(chosen, z) - self.reward(rejected, z)
         w = self.head_base + self.head_from_z(z)  # (B, H)
+        if self.config.layers == 1:  # phi(x) = F x: d . w = (c - r) . F^T w, per user not pair
+            v = w @ self.features[0].weight  # (B, D)
+            return torch.bmm(chosen - rejected, v.unsqueeze(-1)).squeeze(-1)
         return (self.pair_features(chosen, rejected) * w.unsqueeze(1)).sum(-1)
 
     def _latent(self, post: Posterior, sample: bool) -> torch.Tensor:
@@ -450,17 +474,18 @@ class VPL(LatentRewardModel):
         eps = self.config.label_noise
         use_ctx = self.config.context_nll > 0 and bool(batch.ctx_mask.any())
         if self.config.latent_mode == "head":
-            # every item goes through the shared features once: the encoder (pair_input
-            # `features`), the target and the context NLL all read the same phi(x)
+            # the context pairs go through the shared features once: the encoder (pair_input
+            # `features`) and the context NLL read the same phi(x); the targets need only their
+            # logits (`pair_head`)
             ctx_diff = self.pair_features(batch.ctx_chosen, batch.ctx_rejected)
-            h = (self.pair_encoder(ctx_diff) if self.pair_input == "features"
-                 else self.pair_encoder(batch.ctx_chosen, batch.ctx_rejected))
+            h = self.embed_pairs(batch.ctx_chosen, batch.ctx_rejected, ctx_diff)
             post = self.pool(h, batch.ctx_mask)
             z = self._latent(post, sample=True)
-            w = (self.head_base + self.head_from_z(z)).unsqueeze(1)  # (B, 1, H)
-            diff = self.pair_features(batch.chosen, batch.rejected)
-            logits = (diff * w).sum(-1)
-            ctx_logits = (ctx_diff * w).sum(-1) if use_ctx else None
+            logits = self.pair_logits(batch.chosen, batch.rejected, z)
+            ctx_logits = None
+            if use_ctx:
+                w = (self.head_base + self.head_from_z(z)).unsqueeze(1)  # (B, 1, H)
+                ctx_logits = (ctx_diff * w).sum(-1)
         else:
             post = self.encode(batch.ctx_chosen, batch.ctx_rejected, batch.ctx_mask)
             z = self._latent(post, sample=True)

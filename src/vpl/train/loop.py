@@ -194,7 +194,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(cfg.device)
-    opt = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(model.parameters())  # listed once: walking the modules costs every step
+    opt = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = TrainResult()
     validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
@@ -223,9 +224,9 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
             out = model.loss(batch, kl_weight=kl_anneal(cfg.kl_schedule, step / total))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
-            distributed.average_gradients(model.parameters())
+            distributed.average_gradients(params)
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             step += 1
             nb += 1
