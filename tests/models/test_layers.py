@@ -55,3 +55,15 @@ def test_mean_set_encoder_is_the_mlp_of_the_masked_mean():
     assert torch.allclose(enc(h, mask), enc.ff((h[0, 0] + h[0, 2]).unsqueeze(0) / 2))
     with pytest.raises(ValueError, match="unknown set encoder"):
         SetEncoder(4, "max")
+
+
+@pytest.mark.parametrize("kind", ["mean", "attention"])
+def test_a_last_affine_layer_pools_as_if_applied_to_every_vector(kind):
+    # `mean` applies it after the mean (once per set); an empty set still pools to zero
+    torch.manual_seed(0)
+    enc, last = SetEncoder(8, kind).eval(), nn.Linear(8, 8)
+    h = torch.randn(3, 4, 8)
+    mask = torch.tensor([[True, True, False, True], [False] * 4, [True] * 4])
+    torch.testing.assert_close(enc(h, mask, last=last), enc(last(h), mask))
+    no_bias = nn.Linear(8, 8, bias=False)
+    torch.testing.assert_close(enc(h, mask, last=no_bias), enc(no_bias(h), mask))

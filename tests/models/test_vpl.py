@@ -154,6 +154,22 @@ def test_bank_differences_are_the_reward_differences_under_every_bank_latent(opt
 
 
 @pytest.mark.parametrize("opts", VPL_VARIANTS)
+def test_the_posterior_pools_the_whole_pair_encoder(opts):
+    # embed_pairs stops before the encoder's last layer, which pool applies (after the mean)
+    model = build("vpl", 12, latent_dim=3, hidden=16, **opts).eval()
+    c, r, mask = _ctx(5, 12)
+    mask[0] = False  # an empty context too
+    if model.pair_input == "items":
+        h = model.pair_encoder(c, r)
+    else:
+        h = model.pair_encoder(model.pair_features(c, r))
+    mean, logvar = model.to_posterior(model.set_encoder(h, mask)).chunk(2, dim=-1)
+    post = model.encode(c, r, mask)
+    torch.testing.assert_close(post.mean, mean)
+    torch.testing.assert_close(post.logvar, logvar.clamp(model.config.logvar_min, 4.0))
+
+
+@pytest.mark.parametrize("opts", VPL_VARIANTS)
 def test_pair_logits_are_the_reward_differences(opts):
     model = build("vpl", 12, latent_dim=3, hidden=16, **opts)
     g = torch.Generator().manual_seed(5)

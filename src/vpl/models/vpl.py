@@ -236,6 +236,8 @@ class VPL(LatentRewardModel):
         (...,) and slopes W^T d (..., Z) of its feature difference d. With linear features
         (`layers` 1, phi(x) = F x) they come from the item difference through F^T [w, W],
         (D, 1 + Z), without the H-wide features of every pair."""
+        if self.config.latent_mode != "head":
+            raise ValueError("pair heads need latent_mode='head'")
         heads = torch.cat([self.head_base.unsqueeze(1), self.head_from_z.weight], 1)  # (H, 1+Z)
         if self.config.layers == 1:
             g = (chosen - rejected) @ (self.features[0].weight.T @ heads)

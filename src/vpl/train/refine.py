@@ -88,20 +88,20 @@ def user_latents(model: VPL, data: PairData, chunk: int = 4096) -> tuple[np.ndar
 @torch.no_grad()
 def map_latents(model: VPL, data: PairData, chunk: int = 4096) -> tuple[np.ndarray, torch.Tensor]:
     """The MAP latent of every user of `data` given all of their pairs, under N(0, I):
-    (user indices (U,), latents (U, Z)); needs `head` mode (`VPL.pair_features`)."""
+    (user indices (U,), latents (U, Z)); needs `head` mode (`VPL.pair_head`)."""
     dev = model.head_base.device
     was = model.training
     model.eval()
-    d = torch.cat([model.pair_features(
-        torch.from_numpy(data.items[data.chosen[s : s + chunk]]).to(dev),
-        torch.from_numpy(data.items[data.rejected[s : s + chunk]]).to(dev))
-        for s in range(0, len(data), chunk)])  # (P, H)
+    heads = [model.pair_head(torch.from_numpy(data.items[data.chosen[s : s + chunk]]).to(dev),
+                             torch.from_numpy(data.items[data.rejected[s : s + chunk]]).to(dev))
+             for s in range(0, len(data), chunk)]
+    offset, slopes = torch.cat([h[0] for h in heads]), torch.cat([h[1] for h in heads])
     model.train(was)
     users, owner = np.unique(data.user, return_inverse=True)
     z_dim = model.latent_dim
-    z, _ = newton_map(d @ model.head_from_z.weight, torch.from_numpy(owner).to(dev), len(users),
+    z, _ = newton_map(slopes, torch.from_numpy(owner).to(dev), len(users),
                       torch.zeros(z_dim, device=dev), torch.eye(z_dim, device=dev),
-                      steps=model.config.refine_steps, offset=d @ model.head_base)
+                      steps=model.config.refine_steps, offset=offset)
     return users, z
 
 
