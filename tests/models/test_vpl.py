@@ -170,11 +170,12 @@ def test_the_posterior_pools_the_whole_pair_encoder(opts):
 
 
 @pytest.mark.parametrize("opts", VPL_VARIANTS)
-def test_pair_logits_are_the_reward_differences(opts):
+@pytest.mark.parametrize("shape", [(4, 6), (40, 1)])  # a direction per latent; heads per pair
+def test_pair_logits_are_the_reward_differences(opts, shape):
     model = build("vpl", 12, latent_dim=3, hidden=16, **opts)
     g = torch.Generator().manual_seed(5)
-    c, r, z = (torch.randn(4, 6, 12, generator=g), torch.randn(4, 6, 12, generator=g),
-               torch.randn(4, 3, generator=g))
+    c, r, z = (torch.randn(*shape, 12, generator=g), torch.randn(*shape, 12, generator=g),
+               torch.randn(shape[0], 3, generator=g))
     torch.testing.assert_close(model.pair_logits(c, r, z),
                                model.reward(c, z) - model.reward(r, z), rtol=1e-5, atol=1e-5)
 

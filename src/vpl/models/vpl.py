@@ -391,8 +391,14 @@ class VPL(LatentRewardModel):
         -> (B, T); in `head` mode from each pair's feature difference."""
         if self.config.latent_mode != "head":
             return self.reward(chosen, z) - self.reward(rejected, z)
+        b, t = chosen.shape[:2]
+        h, k = self.config.hidden, 1 + self.latent_dim
+        if self.config.layers == 1 and b * h > (h + b * t) * k:
+            # many latents with few pairs each (refinement's: one pair each): per-pair heads
+            offset, slopes = self.pair_head(chosen, rejected)  # (B, T), (B, T, Z)
+            return torch.baddbmm(offset.unsqueeze(-1), slopes, z.unsqueeze(-1)).squeeze(-1)
         w = self.head_base + self.head_from_z(z)  # (B, H)
-        if self.config.layers == 1:  # phi(x) = F x: d . w = (c - r) . F^T w, per user not pair
+        if self.config.layers == 1:  # phi(x) = F x: d . w = (c - r) . F^T w, one per latent
             v = w @ self.features[0].weight  # (B, D)
             return torch.bmm(chosen - rejected, v.unsqueeze(-1)).squeeze(-1)
         return (self.pair_features(chosen, rejected) * w.unsqueeze(1)).sum(-1)
