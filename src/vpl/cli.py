@@ -179,17 +179,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vpl.checkpoint import load_model
     from vpl.evaluate import evaluate_pairs
-    from vpl.experiments.prepare import load_pairs
+    from vpl.experiments.prepare import load_pairs, open_store_for_run, run_users
 
     model = load_model(args.run)
-    data = load_pairs(args.data, args.run, fields=_fields(args) if _fields_given(args) else None,
-                      on_error=args.on_error, progress=not args.json)
+    if args.store:
+        data = open_store_for_run(args.store, args.run)
+    else:
+        data = load_pairs(args.data, args.run,
+                          fields=_fields(args) if _fields_given(args) else None,
+                          on_error=args.on_error, progress=not args.json)
+    source = args.store or args.data
+    if data.dim != model.input_dim:
+        raise ValueError(f"{source}: item vectors have {data.dim} dims but the model in "
+                         f"{args.run} expects {model.input_dim}")
+    data = run_users(data, args.run, args.users)
     scores = evaluate_pairs(model, data, context_size=args.context_size, seed=args.seed)
-    summary = {"model": model.name, "context_size": args.context_size, **scores.summary()}
+    summary = {"model": model.name, "context_size": args.context_size, "users": args.users,
+               **scores.summary()}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{model.name} on {args.data}, K={args.context_size}: accuracy {summary['accuracy']:.4f}"
+    print(f"{model.name} on {source} ({args.users} users), K={args.context_size}: "
+          f"accuracy {summary['accuracy']:.4f}"
           f" (item-disjoint {_fmt(summary['accuracy_item_disjoint'])}) over "
           f"{summary['n_pairs']} pairs of {summary['n_users']} users")
     print(f"worst user {summary['worst_user_accuracy']:.3f}, NLL {summary['nll']:.3f}, "
@@ -347,9 +358,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def _add_evaluate_and_demo(sub: argparse._SubParsersAction) -> None:
     """`vpl evaluate` and `vpl demo`."""
-    e = sub.add_parser("evaluate", help="accuracy of a trained run on a data file")
+    e = sub.add_parser("evaluate", help="accuracy of a trained run on a data file or store")
     e.add_argument("--run", required=True)
-    e.add_argument("--data", required=True, nargs="+")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", nargs="+", help="data file(s) or directory")
+    src.add_argument("--store", help="a memory-mapped store (vpl data store) instead: the item "
+                     "vectors stay on disk")
+    e.add_argument("--users", choices=("all", "unseen"), default="all",
+                   help="every user's pairs, or only the run's unseen users' (its split.json)")
     e.add_argument("--context-size", type=int, default=8)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print JSON (key `accuracy`)")

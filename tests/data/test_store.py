@@ -132,3 +132,37 @@ def test_vpl_data_store_then_vpl_train_store(pets, tmp_path):
     # the run names the store's encoder, so vpl evaluate embeds new users' data alike
     assert main(["evaluate", "--run", str(run), "--data", str(pets / "test.jsonl"),
                  "--context-size", "4", "--json"]) == 0
+
+
+def test_evaluate_and_active_read_a_store_for_a_run(pets, tmp_path, capsys, caplog):
+    from vpl.cli import main
+
+    store, run = tmp_path / "store", tmp_path / "run"
+    assert main(["data", "store", "--data", str(pets / "train.jsonl"), "--out", str(store),
+                 "--quiet"]) == 0
+    assert main(["train", "--store", str(store), "--model", "vpl", "--out", str(run),
+                 "--epochs", "4", "--quiet"]) == 0
+    capsys.readouterr()
+    data = open_store(store)
+    unseen = set(json.loads((run / "split.json").read_text())["test_users"])
+    theirs = sum(data.users[u] in unseen for u in data.user)
+    for users, n_users, n_pairs in (("unseen", len(unseen), theirs),
+                                    ("all", len(data.users), len(data))):
+        assert main(["evaluate", "--run", str(run), "--store", str(store), "--users", users,
+                     "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["n_users"], out["n_pairs"]) == (n_users, n_pairs)
+        assert out["accuracy"] > 0.5
+    assert main(["active", "--run", str(run), "--store", str(store), "--budget", "2",
+                 "--pool", "6", "--eval-pairs", "4", "--out", str(tmp_path / "act"),
+                 "--json", "--quiet"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["curve"]) == 3  # after 0, 1, 2 answers
+    saved = json.loads((tmp_path / "act" / "active.json").read_text())
+    assert set(saved["strategies"]["info-gain"]["per_user"]) == unseen
+    # a store of other vectors: the encoder named in a warning, the size an error
+    other = write_arrays(tmp_path / "other", np.zeros(4, dtype=np.int64), np.arange(4),
+                         np.arange(4)[::-1].copy(), ["u0"], [np.ones((4, 6), np.float32)])
+    assert main(["evaluate", "--run", str(run), "--store", str(other)]) == 2
+    assert "6 dims but the model" in capsys.readouterr().err
+    assert "trained on" in caplog.text
+    assert main(["active", "--run", str(run)]) == 2  # neither --data nor --store

@@ -34,6 +34,9 @@ def add_active_command(subparsers: argparse._SubParsersAction) -> None:
                    help="comparisons of the users to simulate; if the run's split.json lists "
                    "unseen users present in the file, only those are used. For a maze run: the "
                    "maze data folder (default: the run's data/ or ../data/)")
+    a.add_argument("--store", default=None,
+                   help="a memory-mapped store (vpl data store) instead of --data, for a text "
+                   "model run: the item vectors stay on disk")
     a.add_argument("--strategy", choices=STRATEGIES, default="info-gain")
     a.add_argument("--budget", type=int, default=8, help="queries per user")
     a.add_argument("--batch", type=int, default=1, help="queries chosen at a time")
@@ -143,19 +146,24 @@ def cmd_active(args: argparse.Namespace) -> int:
     """Run one strategy over the unseen users, print and save the curves."""
     from vpl.active.session import run_active
     from vpl.checkpoint import load_model
-    from vpl.experiments.prepare import load_pairs
+    from vpl.experiments.prepare import load_pairs, open_store_for_run
 
     run_dir = Path(args.run)
     if (run_dir / "policy" / "policy.json").exists():
+        if args.store:
+            raise ValueError("--store holds text comparisons; a maze run reads --data")
         res = _run_maze(run_dir, args)
     else:
-        if not args.data:
-            raise ValueError("--data is required for a text model run")
+        if bool(args.data) == bool(args.store):
+            raise ValueError("a text model run needs --data or --store (one of them)")
         model = load_model(run_dir)
-        data = load_pairs(args.data, str(run_dir), progress=not args.quiet)
+        if args.store:
+            data = open_store_for_run(args.store, run_dir)
+        else:
+            data = load_pairs(args.data, str(run_dir), progress=not args.quiet)
         if data.dim != model.input_dim:
-            raise ValueError(f"{args.data}: item vectors have {data.dim} dims but the model in "
-                             f"{run_dir} expects {model.input_dim}")
+            raise ValueError(f"{args.store or args.data}: item vectors have {data.dim} dims but "
+                             f"the model in {run_dir} expects {model.input_dim}")
         users = _unseen_users(run_dir, data)
         res = run_active(model, data, args.strategy, budget=args.budget, batch=args.batch,
                          pool_size=args.pool, eval_pairs=args.eval_pairs, seed=args.seed,

@@ -1,6 +1,8 @@
 """Data for every experiment: load or generate, embed, split by user, project item vectors.
 
 `load_pairs` embeds comparison files (with a run's encoder and projection when given one);
+`open_store_for_run` reads a memory-mapped store for a run's model; `run_users` picks the
+run's unseen users out of either;
 `embed_parts` embeds record blocks and picks named splits out of them with one projection fitted
 on the training split; `prepare` does all of it for a benchmark dataset.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ DATA_DIR_ENV = "VPL_DATA_DIR"
 """Environment variable naming the folder of real data sets (e.g. `../shared/data`)."""
 
 _ENCODERS: dict[str, TextEncoder] = {}
+log = logging.getLogger(__name__)
 
 
 def get_encoder(model: str = DEFAULT_ENCODER, *, progress: bool = True) -> TextEncoder:
@@ -70,11 +74,50 @@ def load_pairs(path: str | os.PathLike | Sequence[str | os.PathLike],
     encoder = get_encoder(embed_model or run.get("embed_model", DEFAULT_ENCODER),
                           progress=progress)
     data = embed_comparisons(records, encoder)
-    if run_dir is not None and (Path(run_dir) / PROJECTION).exists():
+    return data if run_dir is None else _for_run(data, run_dir)
+
+
+def _for_run(data: PairData, run_dir: str | os.PathLike) -> PairData:
+    """`data` as the run's model reads items: through its projection and identity codes."""
+    if (Path(run_dir) / PROJECTION).exists():
         data = Projection.load(Path(run_dir) / PROJECTION).apply(data)
-    if run_dir is not None and (Path(run_dir) / IDENTITY).exists():
+    if (Path(run_dir) / IDENTITY).exists():
         data = ItemIdentity.load(Path(run_dir) / IDENTITY).apply(data)
     return data
+
+
+def open_store_for_run(store: str | os.PathLike, run_dir: str | os.PathLike) -> PairData:
+    """The comparisons of a memory-mapped store (`vpl.data.store`) for a run's model: the item
+    vectors stay on disk unless the run projects them (runs trained on a store do not). A
+    store embedded by another encoder than the run's is named in a warning (a quantized twin
+    of the run's encoder is a legitimate choice); vectors of another size are an error."""
+    from vpl.data.store import open_store, store_info
+
+    run = read_run(run_dir)
+    want = run.get("embed_model") or DEFAULT_ENCODER
+    have = store_info(store).get("embed_model", "")
+    if have != want:
+        log.warning("%s: vectors of %r, but the run in %s was trained on %r vectors", store,
+                    have, run_dir, want)
+    return _for_run(open_store(store), run_dir)
+
+
+def run_users(data: PairData, run_dir: str | os.PathLike, which: str = "unseen") -> PairData:
+    """The pairs of `data` of the run's unseen users (`which='unseen'`, from its split.json)
+    or all of them (`'all'`). Unseen users missing from `data` leave nothing: an error."""
+    if which == "all":
+        return data
+    if which != "unseen":
+        raise ValueError(f"unknown users {which!r} (all, unseen)")
+    path = Path(run_dir) / "split.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the run records no split, so no unseen users")
+    names = set(json.loads(path.read_text(encoding="utf-8")).get("test_users", []))
+    unseen = np.array([i for i, u in enumerate(data.users) if u in names], dtype=np.int64)
+    rows = np.flatnonzero(np.isin(data.user, unseen))
+    if not len(rows):
+        raise ValueError(f"none of the {len(names)} unseen users of {run_dir} has pairs here")
+    return data.subset(rows)
 
 
 def pick(data: PairData, records: Sequence[Comparison], keep: Sequence[Comparison]) -> PairData:
