@@ -74,3 +74,7 @@ def test_adamw_takes_the_fused_kernel_and_equals_the_per_tensor_loop():
     for a, b, a0 in zip(net.parameters(), twin.parameters(), start.parameters(), strict=True):
         assert (a - a0).abs().max() > 1e-3  # they trained
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # parameter groups (the LoRA phase's two learning rates) take it too
+    groups = adamw([{"params": net[0].parameters(), "lr": 1e-3},
+                    {"params": net[2].parameters()}], lr=1e-2)
+    assert groups.defaults["fused"] and [g["lr"] for g in groups.param_groups] == [1e-3, 1e-2]

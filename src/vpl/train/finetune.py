@@ -31,6 +31,7 @@ from vpl.embed.encoder import item_vectors
 from vpl.losses import kl_anneal
 from vpl.models.base import RewardModel
 from vpl.train.loop import TrainConfig, TrainResult, fit
+from vpl.train.optim import adamw
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def finetune(model: RewardModel, encoder: CausalLMEncoder, pairs: Sequence[tuple
     peft = add_adapters(encoder, lora)
     peft.train()
     model.to(dev).train()
-    opt = torch.optim.AdamW([
+    opt = adamw([
         {"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr},
         {"params": [p for p in peft.parameters() if p.requires_grad], "lr": lora.lr}],
         weight_decay=cfg.weight_decay)
