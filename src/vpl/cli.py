@@ -179,19 +179,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vpl.checkpoint import load_model
     from vpl.evaluate import evaluate_pairs
-    from vpl.experiments.prepare import load_pairs, open_store_for_run, run_users
+    from vpl.experiments.prepare import (
+        check_item_dim,
+        load_pairs,
+        open_store_for_run,
+        run_users,
+    )
 
     model = load_model(args.run)
     if args.store:
+        if _fields_given(args):
+            raise ValueError("--store holds embedded comparisons: field names apply to --data")
         data = open_store_for_run(args.store, args.run)
     else:
         data = load_pairs(args.data, args.run,
                           fields=_fields(args) if _fields_given(args) else None,
                           on_error=args.on_error, progress=not args.json)
     source = args.store or args.data
-    if data.dim != model.input_dim:
-        raise ValueError(f"{source}: item vectors have {data.dim} dims but the model in "
-                         f"{args.run} expects {model.input_dim}")
+    check_item_dim(data, model.input_dim, source, args.run)
     data = run_users(data, args.run, args.users)
     scores = evaluate_pairs(model, data, context_size=args.context_size, seed=args.seed)
     summary = {"model": model.name, "context_size": args.context_size, "users": args.users,

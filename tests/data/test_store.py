@@ -146,6 +146,7 @@ def test_evaluate_and_active_read_a_store_for_a_run(pets, tmp_path, capsys, capl
     data = open_store(store)
     unseen = set(json.loads((run / "split.json").read_text())["test_users"])
     theirs = sum(data.users[u] in unseen for u in data.user)
+    caplog.clear()
     for users, n_users, n_pairs in (("unseen", len(unseen), theirs),
                                     ("all", len(data.users), len(data))):
         assert main(["evaluate", "--run", str(run), "--store", str(store), "--users", users,
@@ -159,6 +160,7 @@ def test_evaluate_and_active_read_a_store_for_a_run(pets, tmp_path, capsys, capl
     assert len(json.loads(capsys.readouterr().out)["curve"]) == 3  # after 0, 1, 2 answers
     saved = json.loads((tmp_path / "act" / "active.json").read_text())
     assert set(saved["strategies"]["info-gain"]["per_user"]) == unseen
+    assert "trained on" not in caplog.text  # the run's own store: no encoder warning
     # a store of other vectors: the encoder named in a warning, the size an error
     other = write_arrays(tmp_path / "other", np.zeros(4, dtype=np.int64), np.arange(4),
                          np.arange(4)[::-1].copy(), ["u0"], [np.ones((4, 6), np.float32)])
@@ -166,3 +168,22 @@ def test_evaluate_and_active_read_a_store_for_a_run(pets, tmp_path, capsys, capl
     assert "6 dims but the model" in capsys.readouterr().err
     assert "trained on" in caplog.text
     assert main(["active", "--run", str(run)]) == 2  # neither --data nor --store
+    assert main(["evaluate", "--run", str(run), "--store", str(store),
+                 "--user-field", "who"]) == 2
+    assert "field names apply to --data" in capsys.readouterr().err
+
+
+def test_run_users_need_a_split_and_unseen_users_in_the_data(tmp_path):
+    from tests.conftest import make_linear_users
+    from vpl.experiments.prepare import run_users
+
+    data = make_linear_users(6, pairs_per_user=4, seed=0)
+    with pytest.raises(FileNotFoundError, match="records no split"):
+        run_users(data, tmp_path)
+    assert run_users(data, tmp_path, "all") is data
+    (tmp_path / "split.json").write_text(json.dumps({"test_users": ["nobody"]}))
+    with pytest.raises(ValueError, match="none of the unseen users"):
+        run_users(data, tmp_path)
+    (tmp_path / "split.json").write_text(json.dumps({"test_users": [data.users[2]]}))
+    picked = run_users(data, tmp_path)
+    assert len(picked) == 4 and set(picked.user.tolist()) == {2}

@@ -94,6 +94,9 @@ def test_parameters_move_after_a_step(name):
 def test_vpl_rejects_feature_input_without_head():
     with pytest.raises(ValueError, match="needs latent_mode='head'"):
         build("vpl", 12, latent_mode="concat", pair_input="features")
+    x = torch.zeros(2, 12)
+    with pytest.raises(ValueError, match="pair heads need latent_mode='head'"):
+        build("vpl", 12, latent_mode="concat").pair_head(x, x)
 
 
 def test_context_likelihood_adds_the_context_pairs_nll():

@@ -59,16 +59,16 @@ def add_active_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _unseen_users(run_dir: Path, data: PairData) -> list[int]:
     """User indices to simulate: the run's unseen users if the file has any, else all."""
+    from vpl.experiments.prepare import unseen_users
+
     everyone = sorted(data.by_user())
-    split = run_dir / "split.json"
-    if not split.exists():
+    unseen = unseen_users(data, run_dir)
+    if unseen is None:
         return everyone
-    test = set(json.loads(split.read_text(encoding="utf-8")).get("test_users", []))
-    unseen = [u for u in everyone if data.users[u] in test]
-    if unseen:
-        return unseen
+    if len(unseen):
+        return [u for u in everyone if u in set(unseen.tolist())]
     log.warning("%s: none of the file's users is an unseen user of the run; using all %d",
-                split, len(everyone))
+                run_dir / "split.json", len(everyone))
     return everyone
 
 
@@ -146,7 +146,7 @@ def cmd_active(args: argparse.Namespace) -> int:
     """Run one strategy over the unseen users, print and save the curves."""
     from vpl.active.session import run_active
     from vpl.checkpoint import load_model
-    from vpl.experiments.prepare import load_pairs, open_store_for_run
+    from vpl.experiments.prepare import check_item_dim, load_pairs, open_store_for_run
 
     run_dir = Path(args.run)
     if (run_dir / "policy" / "policy.json").exists():
@@ -161,9 +161,7 @@ def cmd_active(args: argparse.Namespace) -> int:
             data = open_store_for_run(args.store, run_dir)
         else:
             data = load_pairs(args.data, str(run_dir), progress=not args.quiet)
-        if data.dim != model.input_dim:
-            raise ValueError(f"{args.store or args.data}: item vectors have {data.dim} dims but "
-                             f"the model in {run_dir} expects {model.input_dim}")
+        check_item_dim(data, model.input_dim, args.store or args.data, run_dir)
         users = _unseen_users(run_dir, data)
         res = run_active(model, data, args.strategy, budget=args.budget, batch=args.batch,
                          pool_size=args.pool, eval_pairs=args.eval_pairs, seed=args.seed,

@@ -94,7 +94,7 @@ def open_store_for_run(store: str | os.PathLike, run_dir: str | os.PathLike) -> 
     from vpl.data.store import open_store, store_info
 
     run = read_run(run_dir)
-    want = run.get("embed_model") or DEFAULT_ENCODER
+    want = run.get("embed_model", DEFAULT_ENCODER)
     have = store_info(store).get("embed_model", "")
     if have != want:
         log.warning("%s: vectors of %r, but the run in %s was trained on %r vectors", store,
@@ -102,21 +102,37 @@ def open_store_for_run(store: str | os.PathLike, run_dir: str | os.PathLike) -> 
     return _for_run(open_store(store), run_dir)
 
 
+def check_item_dim(data: PairData, input_dim: int, source: object, run_dir: object) -> None:
+    """A clear error when `data`'s item vectors are not the size the run's model reads."""
+    if data.dim != input_dim:
+        raise ValueError(f"{source}: item vectors have {data.dim} dims but the model in "
+                         f"{run_dir} expects {input_dim}")
+
+
+def unseen_users(data: PairData, run_dir: str | os.PathLike) -> np.ndarray | None:
+    """User indices of `data` that are unseen users of the run (its split.json), possibly
+    none; None when the run records no split."""
+    path = Path(run_dir) / "split.json"
+    if not path.exists():
+        return None
+    names = set(json.loads(path.read_text(encoding="utf-8")).get("test_users", []))
+    return np.array([i for i, u in enumerate(data.users) if u in names], dtype=np.int64)
+
+
 def run_users(data: PairData, run_dir: str | os.PathLike, which: str = "unseen") -> PairData:
-    """The pairs of `data` of the run's unseen users (`which='unseen'`, from its split.json)
-    or all of them (`'all'`). Unseen users missing from `data` leave nothing: an error."""
+    """The pairs of `data` of the run's unseen users (`which='unseen'`) or all of them
+    (`'all'`). A run without a split, or none of its unseen users here, is an error."""
     if which == "all":
         return data
     if which != "unseen":
         raise ValueError(f"unknown users {which!r} (all, unseen)")
-    path = Path(run_dir) / "split.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: the run records no split, so no unseen users")
-    names = set(json.loads(path.read_text(encoding="utf-8")).get("test_users", []))
-    unseen = np.array([i for i, u in enumerate(data.users) if u in names], dtype=np.int64)
+    unseen = unseen_users(data, run_dir)
+    if unseen is None:
+        raise FileNotFoundError(f"{Path(run_dir) / 'split.json'}: the run records no split, "
+                                "so no unseen users")
     rows = np.flatnonzero(np.isin(data.user, unseen))
     if not len(rows):
-        raise ValueError(f"none of the {len(names)} unseen users of {run_dir} has pairs here")
+        raise ValueError(f"none of the unseen users of {run_dir} has pairs here")
     return data.subset(rows)
 
 

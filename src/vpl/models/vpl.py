@@ -330,23 +330,27 @@ class VPL(LatentRewardModel):
             return self.bank_posterior(ctx_chosen, ctx_rejected, ctx_mask)
         return self.encode(ctx_chosen, ctx_rejected, ctx_mask)
 
+    @property
+    def _pair_net(self) -> nn.Sequential:
+        """The pair encoder's layers (the `PairEncoder`'s MLP when it reads items)."""
+        return self.pair_encoder.net if self.pair_input == "items" else self.pair_encoder
+
     def embed_pairs(self, chosen: torch.Tensor, rejected: torch.Tensor,
                     features: torch.Tensor | None = None) -> torch.Tensor:
         """Per-comparison vectors (..., H) that `pool` pools: the pair encoder's activations
-        before its last layer, which `pool` applies (`features`: the pairs' `pair_features`,
-        when the caller has them)."""
+        before its last layer, which `pool` applies (its input itself when it has no hidden
+        layer; `features`: the pairs' `pair_features`, when the caller has them)."""
         if self.pair_input == "items":
-            return self.pair_encoder.net[:-1](torch.cat([chosen, rejected], dim=-1))
-        if features is None:
-            features = self.pair_features(chosen, rejected)
-        return self.pair_encoder[:-1](features)
+            x = torch.cat([chosen, rejected], dim=-1)
+        else:
+            x = self.pair_features(chosen, rejected) if features is None else features
+        return self._pair_net[:-1](x)
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> Posterior:
         """q(z | context) from per-pair vectors (B, K, H) of `embed_pairs` and mask (B, K).
         The pair encoder's last layer is affine, so the mean set encoder applies it after the
         mean, once per context instead of once per pair (`SetEncoder`)."""
-        last = self.pair_encoder.net[-1] if self.pair_input == "items" else self.pair_encoder[-1]
-        pooled = self.set_encoder(h, mask, last=last)
+        pooled = self.set_encoder(h, mask, last=self._pair_net[-1])
         mean, logvar = self.to_posterior(pooled).chunk(2, dim=-1)
         return Posterior(mean, logvar.clamp(self.config.logvar_min, 4.0))
 
@@ -392,8 +396,9 @@ class VPL(LatentRewardModel):
         if self.config.latent_mode != "head":
             return self.reward(chosen, z) - self.reward(rejected, z)
         b, t = chosen.shape[:2]
+        z = z.expand(b, -1)  # one latent for every row may come as (1, Z)
         h, k = self.config.hidden, 1 + self.latent_dim
-        if self.config.layers == 1 and b * h > (h + b * t) * k:
+        if self.config.layers == 1 and b * (h + t) > (h + b * t) * k:
             # many latents with few pairs each (refinement's: one pair each): per-pair heads
             offset, slopes = self.pair_head(chosen, rejected)  # (B, T), (B, T, Z)
             return torch.baddbmm(offset.unsqueeze(-1), slopes, z.unsqueeze(-1)).squeeze(-1)
