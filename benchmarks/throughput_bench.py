@@ -8,7 +8,8 @@ loop over the batch), and whose decoder is an MLP over [item, z]; every target p
 context of its own. `OfficialVAE` below is our re-implementation of that model and step (the
 same layers, sizes, loop and loss, the KL weight fixed); batches are collated per target as
 its data collator does. `vpl` is our default model through `vpl.train.fit` (batch building
-included). Both see random items (D=384), H=256, Z=32, K=8, the same target pairs.
+included). Both see random items (D=384), H=256, K=8, the same target pairs; the official
+model's latent has Z=32 dimensions, the default `vpl`'s its default 16.
 
 Usage: python benchmarks/throughput_bench.py [--pairs 8000] [--epochs 3] [--repeats 2]
        [--threads 1] [--out benchmarks/results/throughput.md]
@@ -33,6 +34,7 @@ from vpl.data.io import atomic_write_text
 from vpl.data.pairs import PairData
 from vpl.experiments.report import git_commit
 from vpl.models import build_for
+from vpl.models.vpl import VPLConfig
 from vpl.train import TrainConfig, fit
 
 DIM, HIDDEN, LATENT, K = 384, 256, 32, 8
@@ -141,7 +143,8 @@ def main() -> None:
              f"`python benchmarks/throughput_bench.py --pairs {args.pairs} --epochs "
              f"{args.epochs} --repeats {args.repeats} --threads {args.threads}` at commit "
              f"{git_commit()}, {args.threads} thread(s). "
-             f"Random items, D={DIM}, H={HIDDEN}, Z={LATENT}, K={K}; target pairs per second "
+             f"Random items, D={DIM}, H={HIDDEN}, K={K}, Z={LATENT} for the official model "
+             f"and {VPLConfig.latent_dim} (its default) for `vpl`; target pairs per second "
              "of the training steps (best of the repeats).", "",
              "| model | target pairs/s | x official (batch 64) |", "|---|---|---|"]
     for name, v in rows.items():
