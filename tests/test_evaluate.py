@@ -50,6 +50,24 @@ def test_pair_scores_accuracy_ties_per_user_and_summary():
     assert np.isnan(empty.accuracy) and np.isnan(empty.accuracy_item_disjoint)
 
 
+def test_per_user_figures_equal_a_loop_over_the_users():
+    # one pass over the pairs (a loop per user was quadratic on a store's 10^5 users)
+    from vpl.evaluate import _user_spread
+
+    rng = np.random.default_rng(0)
+    user = rng.integers(0, 300, 5000)
+    s = PairScores(rng.normal(size=5000).round(1), user, np.ones(5000, dtype=bool),
+                   [f"u{i}" for i in range(300)])
+    users = np.unique(user)
+    assert s.per_user() == {s.users[u]: float(s.correct[user == u].mean()) for u in users}
+    means = rng.normal(size=(5000, 4)).astype(np.float32)
+    centers, within = _user_spread(means, user)
+    np.testing.assert_allclose(centers, np.stack([means[user == u].mean(0) for u in users]),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(within, np.stack([means[user == u].var(0) for u in users]).mean(0),
+                               rtol=1e-5)
+
+
 def test_evaluate_pairs_scores_every_pair_with_contexts_of_its_user(linear_users):
     _, test = linear_users
     data = test.subset(np.flatnonzero(test.user < 3))

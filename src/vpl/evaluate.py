@@ -41,9 +41,10 @@ class PairScores:
         return float(self.correct[m].mean()) if m.any() else float("nan")
 
     def per_user(self) -> dict[str, float]:
-        """Accuracy of each user."""
-        c = self.correct
-        return {self.users[u]: float(c[self.user == u].mean()) for u in np.unique(self.user)}
+        """Accuracy of each user (one pass over the pairs, whatever the number of users)."""
+        users, owner = np.unique(self.user, return_inverse=True)
+        acc = np.bincount(owner, weights=self.correct) / np.bincount(owner)
+        return dict(zip([self.users[u] for u in users.tolist()], acc.tolist(), strict=True))
 
     def nll(self) -> float:
         """Mean negative log-likelihood of the labels."""
@@ -79,6 +80,18 @@ class PairScores:
             "ece": self.ece(),
             "per_user": per_user,
         }
+
+
+def _user_spread(means: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's average of `means` (U, Z) and the average over users of their variance
+    across rows (Z,), in one pass over the rows grouped by `owner`."""
+    order = np.argsort(owner, kind="stable")
+    _, starts, count = np.unique(owner[order], return_index=True, return_counts=True)
+    rows = means[order].astype(np.float64)
+    centers = np.add.reduceat(rows, starts, axis=0) / count[:, None]
+    dev = rows - np.repeat(centers, count, axis=0)
+    within = (np.add.reduceat(dev * dev, starts, axis=0) / count[:, None]).mean(0)
+    return centers, within
 
 
 EVAL_CHUNK = 1 << 20
@@ -193,9 +206,7 @@ def latent_diagnostics(model: RewardModel, data: PairData, *, context_size: int 
         return {}
     means, logvars, owner = posterior_means(model, data, context_size=context_size,
                                             contexts_per_user=contexts_per_user, seed=seed)
-    users = np.unique(owner)
-    centers = np.stack([means[owner == u].mean(0) for u in users])  # (U, Z)
-    within = np.stack([means[owner == u].var(0) for u in users]).mean(0)  # (Z,)
+    centers, within = _user_spread(means, owner)
     active = means.var(0) > threshold
     return {
         "latent_dim": int(means.shape[1]),
