@@ -66,7 +66,7 @@ def _unseen_users(run_dir: Path, data: PairData) -> list[int]:
     if unseen is None:
         return everyone
     if len(unseen):
-        return [u for u in everyone if u in set(unseen.tolist())]
+        return sorted(set(everyone).intersection(unseen.tolist()))
     log.warning("%s: none of the file's users is an unseen user of the run; using all %d",
                 run_dir / "split.json", len(everyone))
     return everyone
