@@ -11,7 +11,7 @@ import torch
 from vpl.evaluate import evaluate_pairs
 from vpl.models import build
 from vpl.train import TrainConfig, fit, seed_everything
-from vpl.train.optim import adamw
+from vpl.train.optim import adamw, clip_grad_norm
 
 
 def test_training_is_seeded(linear_users):
@@ -78,3 +78,20 @@ def test_adamw_takes_the_fused_kernel_and_equals_the_per_tensor_loop():
     groups = adamw([{"params": net[0].parameters(), "lr": 1e-3},
                     {"params": net[2].parameters()}], lr=1e-2)
     assert groups.defaults["fused"] and [g["lr"] for g in groups.param_groups] == [1e-3, 1e-2]
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])  # clipped, and within the bound
+def test_clip_grad_norm_equals_torchs_bit_for_bit(max_norm):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.GELU(), torch.nn.Linear(5, 1))
+    twin = copy.deepcopy(net)
+    x = torch.randn(32, 6)
+    for m in (net, twin):
+        m(x).square().mean().backward()
+    before = [p.grad.clone() for p in net.parameters()]
+    ours = clip_grad_norm(list(net.parameters()), max_norm)
+    theirs = torch.nn.utils.clip_grad_norm_(list(twin.parameters()), max_norm)
+    assert torch.equal(ours, theirs)
+    for a, b, g in zip(net.parameters(), twin.parameters(), before, strict=True):
+        assert torch.equal(a.grad, b.grad)
+        assert torch.equal(a.grad, g) == (max_norm > float(theirs))  # scaled only when clipped

@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 from vpl import distributed
 from vpl.data.contexts import batches_per_epoch, training_batches
 from vpl.data.pairs import PairData
+from vpl.data.prefetch import prefetched
 from vpl.losses import kl_anneal
 from vpl.models import RewardModel
 from vpl.train.callbacks import Callback, callbacks_for
 from vpl.train.logging import Logger, NullLogger
-from vpl.train.optim import adamw
+from vpl.train.optim import adamw, clip_grad_norm
 
 log = logging.getLogger(__name__)
 
@@ -215,18 +216,21 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
         sums: dict[str, float] = {}
         nb = 0
         t_epoch = time.perf_counter()
-        for batch in training_batches(_drop_identity(train, cfg.identity_dropout, rng),
-                                      users_per_batch=cfg.users_per_batch,
-                                      targets_per_user=cfg.targets_per_user,
-                                      context_size=cfg.context_size, rng=rng,
-                                      variable_context=cfg.variable_context, shard=shard):
+        batches = training_batches(_drop_identity(train, cfg.identity_dropout, rng),
+                                   users_per_batch=cfg.users_per_batch,
+                                   targets_per_user=cfg.targets_per_user,
+                                   context_size=cfg.context_size, rng=rng,
+                                   variable_context=cfg.variable_context, shard=shard)
+        # built a step ahead in a thread (the same batches: only the thread draws from rng
+        # until the epoch ends)
+        for batch in prefetched(batches):
             batch = batch.to(cfg.device)
             out = model.loss(batch, kl_weight=kl_anneal(cfg.kl_schedule, step / total))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             distributed.average_gradients(params)
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                clip_grad_norm(params, cfg.grad_clip)
             opt.step()
             step += 1
             nb += 1
