@@ -100,14 +100,14 @@ its memory does not grow with the number of pairs (up to this many, the draws ar
 `pair_contexts` call)."""
 
 
-def pair_contexts(targets: PairData, pool: PairData, context_size: int, seed: int, *,
-                  rows: np.ndarray | None = None, rng: np.random.Generator | None = None
+def pair_contexts(targets: PairData, pool: PairData, context_size: int,
+                  seed: int | np.random.Generator, *, rows: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """A context of K other pairs of its user from `pool` for every pair of `targets` (or for
     its pairs `rows`), (P, K) row indices into `pool` (-1 pads), and whether each target pair
-    shares no item with it. Draws from `rng` if given, else from a generator seeded `seed`."""
+    shares no item with it. `seed`: a seed, or a generator to draw from (and advance)."""
     rows = np.arange(len(targets)) if rows is None else np.asarray(rows, dtype=np.int64)
-    rng = np.random.default_rng(seed) if rng is None else rng
+    rng = np.random.default_rng(seed)  # a generator is returned as it is
     ctx = sample_contexts(targets, rows, pool, context_size, rng) if context_size > 0 else \
         np.full((len(rows), 0), -1, dtype=np.int64)
     # item-disjointness: compare response keys of the target with those in its context
@@ -155,8 +155,7 @@ def evaluate_pairs(model: RewardModel, targets: PairData, pool: PairData | None 
     rng = np.random.default_rng(seed)
     for s in range(0, n, EVAL_CHUNK):  # `EVAL_CHUNK` targets' contexts at a time
         chunk = np.arange(s, min(n, s + EVAL_CHUNK))
-        ctx, disjoint[chunk] = pair_contexts(targets, pool, context_size, seed, rows=chunk,
-                                             rng=rng)
+        ctx, disjoint[chunk] = pair_contexts(targets, pool, context_size, rng, rows=chunk)
         for rows, batch in context_batches(targets, pool, ctx, rows=chunk, batch_size=batch_size,
                                            device=device,
                                            distinct=model.reads_distinct_contexts):
