@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 from vpl import distributed
 from vpl.data.contexts import batches_per_epoch, training_batches
 from vpl.data.pairs import PairData
-from vpl.data.prefetch import prefetched
 from vpl.losses import kl_anneal
 from vpl.models import RewardModel
 from vpl.train.callbacks import Callback, callbacks_for
@@ -216,14 +215,11 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
         sums: dict[str, float] = {}
         nb = 0
         t_epoch = time.perf_counter()
-        batches = training_batches(_drop_identity(train, cfg.identity_dropout, rng),
-                                   users_per_batch=cfg.users_per_batch,
-                                   targets_per_user=cfg.targets_per_user,
-                                   context_size=cfg.context_size, rng=rng,
-                                   variable_context=cfg.variable_context, shard=shard)
-        # built a step ahead in a thread (the same batches: only the thread draws from rng
-        # until the epoch ends)
-        for batch in prefetched(batches):
+        for batch in training_batches(_drop_identity(train, cfg.identity_dropout, rng),
+                                      users_per_batch=cfg.users_per_batch,
+                                      targets_per_user=cfg.targets_per_user,
+                                      context_size=cfg.context_size, rng=rng,
+                                      variable_context=cfg.variable_context, shard=shard):
             batch = batch.to(cfg.device)
             out = model.loss(batch, kl_weight=kl_anneal(cfg.kl_schedule, step / total))
             opt.zero_grad(set_to_none=True)
