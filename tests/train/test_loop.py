@@ -95,3 +95,28 @@ def test_clip_grad_norm_equals_torchs_bit_for_bit(max_norm):
     for a, b, g in zip(net.parameters(), twin.parameters(), before, strict=True):
         assert torch.equal(a.grad, b.grad)
         assert torch.equal(a.grad, g) == (max_norm > float(theirs))  # scaled only when clipped
+
+
+def test_targets_per_group_default_depends_on_whether_the_model_reads_a_context(linear_users,
+                                                                              monkeypatch):
+    from vpl.train import loop
+
+    train, _ = linear_users
+    vpl, btl = build("vpl", train.dim, hidden=16), build("btl", train.dim)
+    assert vpl.uses_context and not btl.uses_context
+    assert loop.targets_per_group(TrainConfig(), vpl) == 16
+    assert loop.targets_per_group(TrainConfig(), btl) == 8
+    assert loop.targets_per_group(TrainConfig(targets_per_user=5), vpl) == 5
+    # fit groups its batches by it
+    asked = []
+    real = loop.training_batches
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["targets_per_user"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "training_batches", spy)
+    small = train.subset(np.arange(200))
+    for model in (vpl, btl):
+        fit(model, small, None, TrainConfig(epochs=1), progress=False, callbacks=[])
+    assert asked == [16, 8]
