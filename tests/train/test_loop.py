@@ -97,22 +97,22 @@ def test_clip_grad_norm_equals_torchs_bit_for_bit(max_norm):
         assert torch.equal(a.grad, g) == (max_norm > float(theirs))  # scaled only when clipped
 
 
-def test_targets_per_group_default_depends_on_whether_the_model_reads_a_context(linear_users,
-                                                                              monkeypatch):
+def test_groups_per_step_default_depends_on_whether_the_model_reads_a_context(linear_users,
+                                                                            monkeypatch):
     from vpl.train import loop
 
     train, _ = linear_users
     vpl, btl = build("vpl", train.dim, hidden=16), build("btl", train.dim)
     assert vpl.uses_context and not btl.uses_context
-    assert loop.targets_per_group(TrainConfig(), vpl) == 16
-    assert loop.targets_per_group(TrainConfig(), btl) == 8
-    assert loop.targets_per_group(TrainConfig(targets_per_user=5), vpl) == 5
-    # fit groups its batches by it
+    assert loop.groups_per_step(TrainConfig(), vpl) == 16
+    assert loop.groups_per_step(TrainConfig(), btl) == 8
+    assert loop.groups_per_step(TrainConfig(users_per_batch=5), vpl) == 5
+    # fit builds its batches with it
     asked = []
     real = loop.training_batches
 
     def spy(*args, **kwargs):
-        asked.append(kwargs["targets_per_user"])
+        asked.append(kwargs["users_per_batch"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "training_batches", spy)

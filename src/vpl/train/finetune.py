@@ -134,17 +134,14 @@ def finetune(model: RewardModel, encoder: CausalLMEncoder, pairs: Sequence[tuple
         lora.bf16 and str(dev).startswith("cuda")) else torch.autocast("cpu", enabled=False)
     out: dict[str, float] = {}
     t0 = time.perf_counter()
-    # 8 targets a group unless set: every target's texts go through the backbone here, so more
-    # of them do not come almost free as in `fit` (and 8 is what lora.md measured)
-    per_user = cfg.targets_per_user or 8
     total = max(1, lora.epochs * batches_per_epoch(train, users_per_batch=lora.users_per_batch,
-                                                   targets_per_user=per_user))
+                                                   targets_per_user=cfg.targets_per_user))
     step = 0
     for epoch in range(lora.epochs):
         model.bind(train)
         losses = []
         for batch in tqdm(training_batches(index, users_per_batch=lora.users_per_batch,
-                                           targets_per_user=per_user,
+                                           targets_per_user=cfg.targets_per_user,
                                            context_size=cfg.context_size, rng=rng,
                                            variable_context=cfg.variable_context),
                           desc=f"LoRA epoch {epoch}", disable=not progress, leave=False):

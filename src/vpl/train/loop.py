@@ -39,15 +39,15 @@ class TrainConfig:
     """Adam learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
-    users_per_batch: int = 8
+    users_per_batch: int | None = None
     """Target groups (each from one user) per batch, per process under a launcher
-    (`vpl.distributed`): N processes make N times larger steps."""
-    targets_per_user: int | None = None
-    """Target pairs scored per group; they share one context. None: 16 for models that read a
-    user's context (`RewardModel.uses_context`), 8 for those that do not. A group's context is
-    encoded once for all its targets, so 16 targets make a step score twice the pairs for little
-    more work (1.8x the pairs/s of 8); chosen on held-out training users of the real sets, where
-    it matched or beat 8 (docs/models.md). Models without a context gain nothing from it."""
+    (`vpl.distributed`): N processes make N times larger steps. None: 16 for models that read
+    a user's context (`RewardModel.uses_context`), 8 for those that do not. A step's cost is
+    mostly per step, so 16 groups train 1.45x the pairs/s of 8; chosen on held-out training
+    users of the real sets, where it matched 8 (docs/models.md). Models without a context keep
+    8: there it only makes larger steps of plain pairs."""
+    targets_per_user: int = 8
+    """Target pairs scored per group; they share one context."""
     context_size: int = 8
     """K: context pairs per group (padded and masked when a user has fewer)."""
     variable_context: bool = True
@@ -117,10 +117,10 @@ def split_selection_users(train: PairData, val: PairData | None, share: float, s
     return (train.subset(np.flatnonzero(~out)), keep_val, train.subset(np.flatnonzero(out)))
 
 
-def targets_per_group(cfg: TrainConfig, model: RewardModel) -> int:
-    """`cfg.targets_per_user`, or its default for `model` where it is None."""
-    if cfg.targets_per_user is not None:
-        return cfg.targets_per_user
+def groups_per_step(cfg: TrainConfig, model: RewardModel) -> int:
+    """`cfg.users_per_batch`, or its default for `model` where it is None."""
+    if cfg.users_per_batch is not None:
+        return cfg.users_per_batch
     return 16 if model.uses_context else 8
 
 
@@ -210,12 +210,12 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
     result = TrainResult()
     validate = _validator(model, val, train, cfg)
     patience = cfg.patience if cfg.patience is not None else (20 if model.uses_context else 10)
-    per_user = targets_per_group(cfg, model)
+    groups = groups_per_step(cfg, model)
     best_state, best_acc, stale = None, -1.0, 0
     shard = distributed.shard()
     distributed.broadcast_state(model)
-    n_batches = batches_per_epoch(train, users_per_batch=cfg.users_per_batch,
-                                  targets_per_user=per_user, world=shard[1])
+    n_batches = batches_per_epoch(train, users_per_batch=groups,
+                                  targets_per_user=cfg.targets_per_user, world=shard[1])
     total = max(1, cfg.epochs * n_batches)
     step, pairs_seen, t0, train_seconds = 0, 0, time.perf_counter(), 0.0
     bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not progress, leave=False)
@@ -228,8 +228,8 @@ def _fit(model: RewardModel, train: PairData, val: PairData | None, held: PairDa
         nb = 0
         t_epoch = time.perf_counter()
         for batch in training_batches(_drop_identity(train, cfg.identity_dropout, rng),
-                                      users_per_batch=cfg.users_per_batch,
-                                      targets_per_user=per_user,
+                                      users_per_batch=groups,
+                                      targets_per_user=cfg.targets_per_user,
                                       context_size=cfg.context_size, rng=rng,
                                       variable_context=cfg.variable_context, shard=shard):
             batch = batch.to(cfg.device)
