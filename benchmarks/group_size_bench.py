@@ -9,7 +9,9 @@ training pairs are held out instead and their contexts come from the rest. Each 
 own held-out users and trains with its own seed; the configurations share the draws.
 
 Configurations (`TrainConfig` fields): A 8 users x 8 targets (the default until 2026-12-05),
-B 16 users x 8 targets, C B with lr 1.4e-3 (the square-root rule), D 8 users x 16 targets.
+B 16 users x 8 targets (the default since, for models that read a context), C B with lr
+1.4e-3 (the square-root rule), D 8 users x 16 targets (as good here, but it failed the model
+comparison on the test users; docs/models.md, `TrainConfig.users_per_batch`).
 
 Usage: python benchmarks/group_size_bench.py [--configs A B C D] [--seeds 3] [--hh-seeds 6]
        [--jobs 2] [--out benchmarks/results/group-size.md]
