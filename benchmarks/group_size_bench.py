@@ -21,6 +21,7 @@ Needs the real data (`$VPL_DATA_DIR`); a set that is absent is skipped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,30 +42,37 @@ CONFIGS: dict[str, dict[str, Any]] = {
 DATASETS = ("ukpconvarg", "jester", "hh-relabeled")
 
 
+@functools.cache
+def _prepared(dataset: str) -> Any:
+    """The set as `vpl bench` prepares it (seed 0), once per worker process."""
+    from vpl.experiments.prepare import prepare
+    from vpl.experiments.suites import SUITES
+
+    spec = next(d for d in SUITES["real"].datasets if d.name == dataset)
+    return prepare(spec, seed=0, progress=False)
+
+
 def run(dataset: str, config: str, seed: int) -> dict[str, Any] | None:
     """Train on the kept training users (pairs, for HH) and score the held-out ones."""
     from vpl.evaluate import evaluate_pairs
-    from vpl.experiments.prepare import prepare
-    from vpl.experiments.suites import SUITES
     from vpl.models import build_for
     from vpl.train import TrainConfig, fit, seed_everything
 
-    spec = next(d for d in SUITES["real"].datasets if d.name == dataset)
-    prep = prepare(spec, seed=0, progress=False)
+    prep = _prepared(dataset)
     if prep is None:
         return None
     rng = np.random.default_rng(100 + seed)
     train, val = prep.train, prep.val
     if prep.test_pool_is_train:  # HH: held-out pairs of the training users
         held = rng.random(len(train)) < 0.15
-        kept, scored = train.subset(np.flatnonzero(~held)), train.subset(np.flatnonzero(held))
-        pool, kept_val = kept, val
+        kept_val = val
     else:
         users = np.unique(train.user)
         out = rng.permutation(users)[: int(round(0.2 * len(users)))]
         held = np.isin(train.user, out)
-        kept, scored = train.subset(np.flatnonzero(~held)), train.subset(np.flatnonzero(held))
-        pool, kept_val = None, val.subset(np.flatnonzero(~np.isin(val.user, out)))
+        kept_val = val.subset(np.flatnonzero(~np.isin(val.user, out)))
+    kept, scored = train.subset(np.flatnonzero(~held)), train.subset(np.flatnonzero(held))
+    pool = kept if prep.test_pool_is_train else None
     seed_everything(seed)
     model = build_for("vpl", kept)
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ from vpl.embed.encoder import item_vectors
 from vpl.losses import kl_anneal
 from vpl.models.base import RewardModel
 from vpl.train.loop import TrainConfig, TrainResult, fit
-from vpl.train.optim import adamw
+from vpl.train.optim import adamw, clip_grad_norm
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,7 @@ def finetune(model: RewardModel, encoder: CausalLMEncoder, pairs: Sequence[tuple
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                               cfg.grad_clip)
+                clip_grad_norm([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
             opt.step()
             losses.append(float(loss.item()))
             step += 1
